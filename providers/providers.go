@@ -1,0 +1,84 @@
+// Package providers defines what every push provider (APNs, FCM, an upstream
+// push proxy) looks like to the relay: one Send that classifies its outcome.
+// Retries, spooling and metrics live once, in the relay, not in providers.
+package providers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// Outcome is how a send ended, from the relay's point of view.
+type Outcome int
+
+const (
+	// Delivered: the provider accepted the notification.
+	Delivered Outcome = iota
+	// TokenDead: the provider says the device token will never work again;
+	// the Mattermost server is told to REMOVE the device.
+	TokenDead
+	// Retry: a transient failure (timeout, connection error, 429, 5xx);
+	// the same notification may succeed later.
+	Retry
+	// Failed: a permanent failure (bad topic, bad credentials, bad payload);
+	// retrying cannot help.
+	Failed
+)
+
+// String returns the outcome's name.
+func (o Outcome) String() string {
+	switch o {
+	case Delivered:
+		return "delivered"
+	case TokenDead:
+		return "token_dead"
+	case Retry:
+		return "retry"
+	case Failed:
+		return "failed"
+	}
+	return fmt.Sprintf("outcome(%d)", int(o))
+}
+
+// Result is a classified send.
+type Result struct {
+	Outcome Outcome
+	// Reason is the provider's reason code (Apple's "BadDeviceToken", Google's
+	// "UNREGISTERED", or "timeout", "transport", ...): a fixed vocabulary,
+	// safe for a metric label. Empty when delivered.
+	Reason string
+	// RetryAfter is the wait the provider asked for (Retry-After), if any.
+	RetryAfter time.Duration
+	// Err says what failed, for the FAIL answer and the log. It never holds
+	// a device token or notification content.
+	Err error
+}
+
+// Provider sends one notification, already stripped by the policy, to one
+// push service. Implementations must honour ctx's deadline and be safe for
+// concurrent use.
+type Provider interface {
+	// Send delivers n and classifies the outcome.
+	Send(ctx context.Context, n *wire.Notification) Result
+}
+
+// Delivery is the Result of a successful send.
+func Delivery() Result { return Result{Outcome: Delivered} }
+
+// Dead is the Result of a send the provider refused because the token is dead.
+func Dead(reason string) Result {
+	return Result{Outcome: TokenDead, Reason: reason, Err: fmt.Errorf("device token rejected: %s", reason)}
+}
+
+// Retryable is the Result of a transient failure.
+func Retryable(reason string, after time.Duration, err error) Result {
+	return Result{Outcome: Retry, Reason: reason, RetryAfter: after, Err: err}
+}
+
+// Permanent is the Result of a failure that retrying cannot fix.
+func Permanent(reason string, err error) Result {
+	return Result{Outcome: Failed, Reason: reason, Err: err}
+}
