@@ -1,0 +1,469 @@
+package sandbox
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Google's identifiers the firebase SDK looks for.
+const (
+	jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	fcmErrorType   = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+	tokenLifetime  = time.Hour
+)
+
+// Scopes that allow sending with FCM.
+var fcmScopes = []string{
+	"https://www.googleapis.com/auth/firebase.messaging",
+	"https://www.googleapis.com/auth/cloud-platform",
+}
+
+// FCM is an in-process look-alike of Firebase Cloud Messaging HTTP v1 and of
+// Google's OAuth 2.0 token endpoint. Sends are
+// POST {URL}/v1/projects/{project}/messages:send with
+// "Authorization: Bearer <an access token this sandbox issued>"; errors use
+// Google's JSON error format with the FcmError detail, so the firebase SDK
+// classifies them (messaging.IsUnregistered, IsUnavailable, ...).
+//
+// It serves HTTP/2 and HTTP/1.1 over TLS (ALPN "h2", "http/1.1"), as Google
+// does. A Fault applies to sends, not to the token endpoint.
+type FCM struct {
+	srv *server
+
+	mu        sync.Mutex
+	reqs      []*FCMRequest
+	delivered int
+	fetches   int
+	tokens    map[string]accessToken
+	dead      map[string]string // device token -> FcmError code
+	fault     faultSlot
+	keys      map[string]*rsa.PublicKey // by client_email
+}
+
+// FCMRequest is a send the FCM look-alike received.
+type FCMRequest struct {
+	// Project is the project id from the path.
+	Project string
+	// Token is message.token from the body.
+	Token string
+	// Header holds the request headers as received (authorization, ...).
+	Header http.Header
+	// Body is the raw JSON body: {"message":{...}} as the firebase Go SDK
+	// sends it ("validate_only" may be present).
+	Body []byte
+	// Proto is the request's protocol, e.g. "HTTP/2.0".
+	Proto string
+	// Status is the status the sandbox answered: 0 while the request is still
+	// pending, or when it was reset or its client gave up.
+	Status int
+}
+
+type accessToken struct {
+	expiry time.Time
+	scope  string // as asked in the assertion; "" when unknown
+}
+
+// NewFCM starts an FCM look-alike on 127.0.0.1 at a random port, serving
+// HTTP/2 (and HTTP/1.1) over TLS. Close it when done.
+func NewFCM() *FCM {
+	s := &FCM{
+		tokens: map[string]accessToken{},
+		dead:   map[string]string{},
+		keys:   map[string]*rsa.PublicKey{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/token", s.serveToken)
+	mux.HandleFunc("/", s.serveSend)
+	s.srv = startServer(mux, []string{"h2", "http/1.1"})
+	return s
+}
+
+// URL returns the base URL, "https://127.0.0.1:PORT". Sends are
+// POST URL()+"/v1/projects/{project}/messages:send"; the firebase SDK's
+// endpoint option is URL()+"/v1".
+func (s *FCM) URL() string { return s.srv.url() }
+
+// TokenURL returns the OAuth 2.0 token endpoint, URL()+"/token". It takes
+// the JWT-bearer grant (form-encoded grant_type and assertion) and answers
+// {"access_token":"...","token_type":"Bearer","expires_in":3600}.
+func (s *FCM) TokenURL() string { return s.srv.url() + "/token" }
+
+// Close shuts the look-alike down, aborting requests held by a Fault's Delay.
+func (s *FCM) Close() { s.srv.close() }
+
+// CertPEM returns the PEM of the server's TLS certificate, to trust it as an
+// extra root.
+func (s *FCM) CertPEM() []byte { return certPEM() }
+
+// Client returns an HTTP/2 client that trusts the look-alike.
+func (s *FCM) Client() *http.Client { return s.srv.client() }
+
+// Requests returns copies of the sends received so far (not the token
+// requests), accepted and rejected, in arrival order.
+func (s *FCM) Requests() []FCMRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]FCMRequest, len(s.reqs))
+	for i, r := range s.reqs {
+		out[i] = *r
+		out[i].Header = r.Header.Clone()
+		out[i].Body = bytes.Clone(r.Body)
+	}
+	return out
+}
+
+// Reset forgets the recorded requests and zeroes Delivered and TokenFetches.
+// Issued access tokens stay valid; dead tokens, the fault and trusted keys
+// stay.
+func (s *FCM) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs = nil
+	s.delivered = 0
+	s.fetches = 0
+}
+
+// KillToken makes later sends to the device token fail with the FcmError
+// code: "UNREGISTERED" (the default when code is empty) answers 404
+// NOT_FOUND, "SENDER_ID_MISMATCH" 403 PERMISSION_DENIED,
+// "THIRD_PARTY_AUTH_ERROR" 401 UNAUTHENTICATED, anything else
+// ("INVALID_ARGUMENT", ...) 400 INVALID_ARGUMENT.
+func (s *FCM) KillToken(token, code string) {
+	if code == "" {
+		code = "UNREGISTERED"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dead[token] = code
+}
+
+// Fail replaces the current fault with f. It applies to sends only.
+func (s *FCM) Fail(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault.set(f)
+}
+
+// Recover clears the fault.
+func (s *FCM) Recover() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault.clear()
+}
+
+// TokenFetches returns how many access tokens were issued (since the last
+// Reset).
+func (s *FCM) TokenFetches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fetches
+}
+
+// Delivered returns how many sends were answered 200 (since the last Reset),
+// not counting validate_only sends, which FCM does not deliver.
+func (s *FCM) Delivered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered
+}
+
+// TrustKey trusts the RS256 key of the service account clientEmail. Once
+// called, the token endpoint verifies every assertion (signature by the key
+// of its iss, aud == TokenURL(), not expired) and refuses others with 400
+// {"error":"invalid_grant"}. Before that, any assertion is accepted. Several
+// service accounts may be trusted at once.
+func (s *FCM) TrustKey(clientEmail string, pub *rsa.PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys[clientEmail] = pub
+}
+
+// serveToken is the OAuth 2.0 token endpoint (JWT-bearer grant only).
+func (s *FCM) serveToken(w http.ResponseWriter, r *http.Request) {
+	oauthError := func(status int, code, desc string) {
+		writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+	}
+	if r.Method != http.MethodPost {
+		oauthError(http.StatusMethodNotAllowed, "invalid_request", "POST required")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		oauthError(http.StatusBadRequest, "invalid_request", "cannot parse the form")
+		return
+	}
+	if g := r.PostForm.Get("grant_type"); g != jwtBearerGrant {
+		oauthError(http.StatusBadRequest, "unsupported_grant_type", "Invalid grant_type: "+g)
+		return
+	}
+	assertion := r.PostForm.Get("assertion")
+	if assertion == "" {
+		oauthError(http.StatusBadRequest, "invalid_request", "Missing required parameter: assertion")
+		return
+	}
+	scope, problem := s.checkAssertion(assertion)
+	if problem != "" {
+		oauthError(http.StatusBadRequest, "invalid_grant", problem)
+		return
+	}
+	tok := "ya29.sandbox-" + randomHex(24)
+	s.mu.Lock()
+	s.tokens[tok] = accessToken{expiry: time.Now().Add(tokenLifetime), scope: scope}
+	s.fetches++
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": tok,
+		"token_type":   "Bearer",
+		"expires_in":   int(tokenLifetime.Seconds()),
+	})
+}
+
+// checkAssertion verifies a JWT-bearer assertion when keys are trusted. It
+// returns the scope the assertion asks for, or Google's description of why
+// it is refused.
+func (s *FCM) checkAssertion(assertion string) (scope, problem string) {
+	t, perr := parseJWT(assertion)
+	s.mu.Lock()
+	trusting := len(s.keys) > 0
+	var pub *rsa.PublicKey
+	if perr == nil {
+		pub = s.keys[str(t.claims, "iss")]
+	}
+	s.mu.Unlock()
+	if !trusting {
+		if perr != nil {
+			return "", "" // not even a JWT; accepted, scope unknown
+		}
+		return str(t.claims, "scope"), ""
+	}
+	const timeframe = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
+	if perr != nil {
+		return "", "Invalid JWT: " + perr.Error()
+	}
+	now := time.Now().Unix()
+	exp, hasExp := num(t.claims, "exp")
+	iat, hasIat := num(t.claims, "iat")
+	switch {
+	case pub == nil:
+		return "", fmt.Sprintf("Invalid JWT: unknown issuer %q", str(t.claims, "iss"))
+	case !t.verifyRS256(pub):
+		return "", "Invalid JWT Signature."
+	case str(t.claims, "aud") != s.TokenURL():
+		return "", fmt.Sprintf("Invalid JWT: aud is %q, want %q", str(t.claims, "aud"), s.TokenURL())
+	case !hasExp || exp <= now || exp-now > 3600+300:
+		return "", timeframe
+	case hasIat && iat > now+300:
+		return "", timeframe
+	}
+	return str(t.claims, "scope"), ""
+}
+
+// fcmBody is the part of a send the sandbox looks at.
+type fcmBody struct {
+	ValidateOnly bool `json:"validate_only"`
+	Message      *struct {
+		Token string         `json:"token"`
+		Data  map[string]any `json:"data"`
+	} `json:"message"`
+}
+
+// serveSend serves POST /v1/projects/{project}/messages:send.
+func (s *FCM) serveSend(w http.ResponseWriter, r *http.Request) {
+	project, isSend := parseSendPath(r.URL.Path)
+	rec := &FCMRequest{Project: project, Header: r.Header.Clone(), Body: readBody(r), Proto: r.Proto}
+	var body fcmBody
+	jsonErr := json.Unmarshal(rec.Body, &body)
+	if jsonErr == nil && body.Message != nil {
+		rec.Token = body.Message.Token
+	}
+	s.mu.Lock()
+	s.reqs = append(s.reqs, rec)
+	f, faulty := s.fault.take()
+	s.mu.Unlock()
+
+	if faulty {
+		if !f.wait(r.Context(), s.srv.done) || f.Reset {
+			s.finish(rec, 0, false)
+			abort()
+		}
+		if f.fails() {
+			f.setRetryAfter(w.Header())
+			s.refuse(w, rec, faultError(f))
+			return
+		}
+	}
+	if e := s.check(r, rec, isSend, &body, jsonErr); e != nil {
+		s.refuse(w, rec, *e)
+		return
+	}
+	name := fmt.Sprintf("projects/%s/messages/0:%d%%%s", project, time.Now().UnixMilli(), randomHex(8))
+	if body.ValidateOnly {
+		name = fmt.Sprintf("projects/%s/messages/fake_message_id", project)
+	}
+	s.finish(rec, http.StatusOK, !body.ValidateOnly)
+	writeJSON(w, http.StatusOK, map[string]string{"name": name})
+}
+
+// parseSendPath returns the project of /v1/projects/{project}/messages:send.
+func parseSendPath(path string) (project string, ok bool) {
+	rest, ok := strings.CutPrefix(path, "/v1/projects/")
+	if !ok {
+		return "", false
+	}
+	project, ok = strings.CutSuffix(rest, "/messages:send")
+	if !ok || project == "" || strings.Contains(project, "/") {
+		return "", false
+	}
+	return project, true
+}
+
+// check validates a send: path, method, access token, body, device token.
+func (s *FCM) check(r *http.Request, rec *FCMRequest, isSend bool, body *fcmBody, jsonErr error) *googleError {
+	switch {
+	case !isSend:
+		return &googleError{http.StatusNotFound, "NOT_FOUND", "The requested URL " + r.URL.Path + " was not found on this server.", ""}
+	case r.Method != http.MethodPost:
+		return &googleError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Method " + r.Method + " not allowed.", ""}
+	}
+	if e := s.checkAccessToken(r.Header.Get("Authorization")); e != nil {
+		return e
+	}
+	invalid := func(msg string) *googleError {
+		return &googleError{http.StatusBadRequest, "INVALID_ARGUMENT", msg, "INVALID_ARGUMENT"}
+	}
+	switch {
+	case len(rec.Body) > maxBody:
+		return invalid("Request payload size exceeds the limit.")
+	case jsonErr != nil:
+		return invalid("Invalid JSON payload received. " + jsonErr.Error())
+	case body.Message == nil || body.Message.Token == "":
+		return invalid("Recipient of the message is not set.")
+	}
+	for k, v := range body.Message.Data {
+		if _, ok := v.(string); !ok {
+			return invalid(fmt.Sprintf("Invalid value at 'message.data[%s].value' (TYPE_STRING)", k))
+		}
+	}
+	s.mu.Lock()
+	code, dead := s.dead[rec.Token]
+	s.mu.Unlock()
+	if dead {
+		return deadTokenError(code)
+	}
+	return nil
+}
+
+// checkAccessToken accepts only unexpired access tokens this sandbox issued
+// for a scope that allows FCM.
+func (s *FCM) checkAccessToken(authz string) *googleError {
+	scheme, tok, _ := strings.Cut(authz, " ")
+	s.mu.Lock()
+	at, ok := s.tokens[tok]
+	s.mu.Unlock()
+	if !strings.EqualFold(scheme, "bearer") || !ok || time.Now().After(at.expiry) {
+		return &googleError{http.StatusUnauthorized, "UNAUTHENTICATED",
+			"Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.", ""}
+	}
+	if at.scope == "" {
+		return nil
+	}
+	for _, granted := range strings.Fields(at.scope) {
+		for _, want := range fcmScopes {
+			if granted == want {
+				return nil
+			}
+		}
+	}
+	return &googleError{http.StatusForbidden, "PERMISSION_DENIED", "Request had insufficient authentication scopes.", ""}
+}
+
+// googleError is an error in Google's JSON format; fcmCode, when set, is
+// the FcmError detail's errorCode.
+type googleError struct {
+	code    int
+	status  string
+	message string
+	fcmCode string
+}
+
+func deadTokenError(code string) *googleError {
+	switch code {
+	case "UNREGISTERED":
+		return &googleError{http.StatusNotFound, "NOT_FOUND", "Requested entity was not found.", code}
+	case "SENDER_ID_MISMATCH":
+		return &googleError{http.StatusForbidden, "PERMISSION_DENIED", "SenderId mismatch", code}
+	case "THIRD_PARTY_AUTH_ERROR":
+		return &googleError{http.StatusUnauthorized, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service", code}
+	}
+	return &googleError{http.StatusBadRequest, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token", code}
+}
+
+// faultError is the answer to a failing Fault: its Status, its Reason (or
+// the google.rpc status usual for Status), and the FcmError code the SDK
+// maps for 429, 500 and 503.
+func faultError(f Fault) googleError {
+	e := googleError{code: f.Status, status: f.Reason}
+	var status string
+	switch f.Status {
+	case http.StatusBadRequest:
+		status, e.message = "INVALID_ARGUMENT", "Request contains an invalid argument."
+	case http.StatusUnauthorized:
+		status, e.message = "UNAUTHENTICATED", "Request had invalid authentication credentials."
+	case http.StatusForbidden:
+		status, e.message = "PERMISSION_DENIED", "The caller does not have permission"
+	case http.StatusNotFound:
+		status, e.message = "NOT_FOUND", "Requested entity was not found."
+	case http.StatusTooManyRequests:
+		status, e.message, e.fcmCode = "RESOURCE_EXHAUSTED", "Quota exceeded for sending messages.", "QUOTA_EXCEEDED"
+	case http.StatusInternalServerError:
+		status, e.message, e.fcmCode = "INTERNAL", "Internal error encountered.", "INTERNAL"
+	case http.StatusServiceUnavailable:
+		status, e.message, e.fcmCode = "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE"
+	default:
+		status, e.message = "UNKNOWN", http.StatusText(f.Status)
+	}
+	if e.status == "" {
+		e.status = status
+	}
+	return e
+}
+
+// refuse answers e in Google's format:
+// {"error":{"code":...,"message":...,"status":...,"details":[FcmError]}}.
+func (s *FCM) refuse(w http.ResponseWriter, rec *FCMRequest, e googleError) {
+	type detail struct {
+		Type      string `json:"@type"`
+		ErrorCode string `json:"errorCode"`
+	}
+	type body struct {
+		Code    int      `json:"code"`
+		Message string   `json:"message"`
+		Status  string   `json:"status"`
+		Details []detail `json:"details,omitempty"`
+	}
+	b := body{Code: e.code, Message: e.message, Status: e.status}
+	if e.fcmCode != "" {
+		b.Details = []detail{{Type: fcmErrorType, ErrorCode: e.fcmCode}}
+	}
+	if e.code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/"`)
+	}
+	s.finish(rec, e.code, false)
+	writeJSON(w, e.code, map[string]body{"error": b})
+}
+
+// finish records the status answered to rec; delivered counts it.
+func (s *FCM) finish(rec *FCMRequest, status int, delivered bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec.Status = status
+	if delivered {
+		s.delivered++
+	}
+}
