@@ -1,0 +1,159 @@
+// Package upstream forwards notifications to another push proxy that speaks
+// Mattermost's send_push API: Mattermost's hosted push service (for the App
+// Store and Play Store apps, whose keys only Mattermost holds) or an inner
+// proxy. What it forwards is the policy's output, like every provider.
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pushrelay/pushrelay/providers"
+	"github.com/pushrelay/pushrelay/providers/egress"
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// Config is one app's `upstream:` section.
+type Config struct {
+	// URL is the push proxy's base URL, like Mattermost's
+	// PushNotificationServer (e.g. https://push.mattermost.com); the relay
+	// posts to <url>/api/v1/send_push.
+	URL string `yaml:"url"`
+}
+
+// Validate checks the URL without touching the network.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		return errors.New("upstream.url: required (e.g. https://push.mattermost.com)")
+	case err != nil:
+		return errors.New("upstream.url: not a valid URL")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("upstream.url: scheme %q is not http or https", u.Scheme)
+	case u.Host == "":
+		return errors.New("upstream.url: the URL has no host")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("upstream.url: must be a base URL without query or fragment")
+	}
+	return nil
+}
+
+// Hosts returns the host the provider connects to, for the egress allowlist.
+func (c Config) Hosts() []string {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil
+	}
+	return []string{u.Hostname()}
+}
+
+// Provider forwards to one push proxy. It is safe for concurrent use.
+type Provider struct {
+	sendURL string
+	host    string
+	client  *http.Client
+}
+
+// New builds a provider that posts through the egress transport.
+func New(cfg Config, eg *egress.Egress) (*Provider, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base := strings.TrimRight(cfg.URL, "/")
+	u, _ := url.Parse(base)
+	return &Provider{
+		sendURL: base + "/api/v1/send_push",
+		host:    u.Hostname(),
+		client:  &http.Client{Transport: eg.Transport()},
+	}, nil
+}
+
+// Send forwards n and maps the push proxy's answer: OK is delivered, REMOVE
+// a dead token, FAIL a permanent failure; 429, 5xx, timeouts and transport
+// errors are worth retrying.
+func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Result {
+	out := *n
+	if n.AppVersion > 1 {
+		// The other proxy decides payload details by app version, as we do.
+		out.Platform = n.Platform + "-v" + strconv.Itoa(n.AppVersion)
+	}
+	body, err := json.Marshal(&out)
+	if err != nil {
+		return providers.Permanent("bad_payload", fmt.Errorf("upstream: encode notification: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.sendURL, bytes.NewReader(body))
+	if err != nil {
+		return providers.Permanent("other", fmt.Errorf("upstream: %w", err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return p.transportFailure(ctx, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return p.transportFailure(ctx, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return providers.Retryable("http_"+strconv.Itoa(resp.StatusCode/100)+"xx", retryAfter(resp.Header.Get("Retry-After")),
+			fmt.Errorf("upstream %s: HTTP %d", p.host, resp.StatusCode))
+	case resp.StatusCode != http.StatusOK:
+		return providers.Permanent("http_4xx", fmt.Errorf("upstream %s: HTTP %d", p.host, resp.StatusCode))
+	}
+	var answer wire.Response
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		return providers.Permanent("bad_answer", fmt.Errorf("upstream %s: answer is not a push response", p.host))
+	}
+	switch answer.Status {
+	case wire.StatusOK:
+		return providers.Delivery()
+	case wire.StatusRemove:
+		return providers.Dead("REMOVE")
+	case wire.StatusFail:
+		msg := strings.ReplaceAll(answer.Error, n.DeviceID, wire.TokenHash(n.DeviceID))
+		return providers.Permanent("FAIL", fmt.Errorf("upstream %s: FAIL: %s", p.host, msg))
+	}
+	return providers.Permanent("bad_answer", fmt.Errorf("upstream %s: unknown status %q", p.host, answer.Status))
+}
+
+func (p *Provider) transportFailure(ctx context.Context, err error) providers.Result {
+	if errors.Is(err, egress.ErrHostNotAllowed) {
+		return providers.Permanent("egress_denied", fmt.Errorf("upstream: %w", err))
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err // its text repeats the URL; ours names the host
+	}
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		return providers.Retryable("timeout", 0, fmt.Errorf("upstream %s: no answer in time: %w", p.host, err))
+	}
+	return providers.Retryable("transport", 0, fmt.Errorf("upstream %s: %w", p.host, err))
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
