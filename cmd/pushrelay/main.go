@@ -1,0 +1,158 @@
+// Command pushrelay is a push-notification relay for Mattermost: a drop-in
+// for Mattermost's push proxy that strips post metadata by policy and
+// forwards to APNs and FCM from a DMZ.
+//
+// Usage:
+//
+//	pushrelay serve [--config FILE]   run the relay
+//	pushrelay demo [--keep]           run it against in-process look-alikes of APNs and FCM
+//	pushrelay check [--config FILE]   validate a configuration and its credentials
+//	pushrelay version                 print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushrelay/pushrelay/demo"
+	"github.com/pushrelay/pushrelay/relay"
+)
+
+const usage = `pushrelay: a Mattermost push-notification relay for the DMZ.
+
+Usage:
+  pushrelay serve [--config FILE]   run the relay (config: --config, $PUSHRELAY_CONFIG or pushrelay.yaml)
+  pushrelay demo [--keep]           run the relay against in-process APNs/FCM look-alikes and show what leaves
+  pushrelay check [--config FILE]   validate a configuration and load its credentials
+  pushrelay version                 print the version
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one subcommand and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "demo":
+		err = runDemo(ctx, args[1:], stdout)
+	case "check":
+		err = check(args[1:], stdout)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "pushrelay %s (%s)\n", relay.Version, relay.Commit)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "pushrelay: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pushrelay %s: %s\n", args[0], strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 1
+	}
+	return 0
+}
+
+func configFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("PUSHRELAY_CONFIG")
+	if def == "" {
+		def = "pushrelay.yaml"
+	}
+	return fs.String("config", def, "configuration `file` (YAML)")
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := relay.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := relay.NewLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	srv, err := relay.NewServer(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			next, err := relay.LoadConfig(*path)
+			if err == nil {
+				err = srv.Reload(next)
+			}
+			if err != nil {
+				log.Error("reload refused; the running configuration stays", "error", err.Error())
+				continue
+			}
+			log.Info("configuration reloaded", "config", *path)
+		case <-ctx.Done():
+			log.Info("shutting down: draining in-flight requests")
+			drain, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return srv.Shutdown(drain)
+		}
+	}
+}
+
+func check(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := relay.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := relay.NewLogger(cfg.Log, io.Discard)
+	if err != nil {
+		return err
+	}
+	if _, err := relay.NewServer(cfg, log); err != nil {
+		return fmt.Errorf("config %s: %w", *path, err)
+	}
+	fmt.Fprintf(stdout, "config %s is valid: %d app(s), policy %s\n", *path, len(cfg.Apps), cfg.Policy.Mode)
+	return nil
+}
+
+func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	keep := fs.Bool("keep", false, "keep the relay and the look-alikes serving after the demo, until interrupted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return demo.Run(ctx, stdout, demo.Options{Keep: *keep})
+}

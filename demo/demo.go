@@ -1,0 +1,280 @@
+// Package demo runs pushrelay end to end with no configuration and no
+// credentials: the real relay on loopback, in-process look-alikes of APNs
+// and FCM, and a set of notifications shaped like the Mattermost server's.
+// It prints, side by side, what Mattermost sent and what reached Apple or
+// Google under the default policy.
+package demo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pushrelay/pushrelay/policy"
+	"github.com/pushrelay/pushrelay/providers/apns"
+	"github.com/pushrelay/pushrelay/providers/fcm"
+	"github.com/pushrelay/pushrelay/providers/sandbox"
+	"github.com/pushrelay/pushrelay/relay"
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// Options tune a demo run.
+type Options struct {
+	// Keep leaves the relay and the look-alikes serving after the demo,
+	// until ctx ends.
+	Keep bool
+}
+
+// step is one notification the demo sends, as the Mattermost server would.
+type step struct {
+	title string
+	n     wire.Notification
+	setup func(apple *sandbox.APNs, google *sandbox.FCM)
+}
+
+const (
+	iosToken     = "6f1c4e9a0b7d2e3f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f"
+	androidToken = "fcm-demo-token-eXampleAndroid0123456789"
+	deadToken    = "0badc0ffee0badc0ffee0badc0ffee0badc0ffee0badc0ffee0badc0ffee0bad"
+)
+
+func steps() []step {
+	msg := wire.Notification{
+		AckID: "ack-1", Platform: "apple_rn-v2", ServerID: "mm-prod-1", DeviceID: iosToken,
+		PostID: "p0st1d", Category: wire.CategoryCanReply, Message: "alice: Q3 numbers are in, margins up 4% :tada:",
+		Badge: 2, TeamID: "team-sales", ChannelID: "ch-town", ChannelName: "Board Room", Type: wire.TypeMessage,
+		SenderID: "u-alice", SenderName: "alice", Version: "v2", Signature: "eyJhbGciOiJFUzI1NiJ9.demo.sig",
+	}
+	dm := msg
+	dm.AckID, dm.Platform, dm.DeviceID, dm.ChannelID = "ack-2", "android_rn", androidToken, "ch-dm-bob-carol"
+	dm.ChannelName, dm.Message, dm.SenderID, dm.SenderName = "", "carol: can you sign the acquisition NDA tonight?", "u-carol", "carol"
+	reply := msg
+	reply.AckID, reply.RootID, reply.IsCRTEnabled = "ack-3", "p-root", true
+	reply.Message = "bob replied: the board approved the layoffs"
+	idLoaded := dm
+	idLoaded.AckID, idLoaded.IsIDLoaded, idLoaded.Message, idLoaded.SenderName = "ack-4", true, "You've received a new message.", ""
+	clear := wire.Notification{
+		AckID: "ack-5", Platform: "apple_rn-v2", ServerID: "mm-prod-1", DeviceID: iosToken, Type: wire.TypeClear,
+		ChannelID: "ch-town", TeamID: "team-sales", Signature: "eyJhbGciOiJFUzI1NiJ9.demo.sig",
+	}
+	dead := msg
+	dead.AckID, dead.DeviceID = "ack-6", deadToken
+	return []step{
+		{title: "Channel message (iOS)", n: msg},
+		{title: "Direct message (Android)", n: dm},
+		{title: "Thread reply with collapsed threads (iOS)", n: reply},
+		{title: "ID-only push from the server (Android)", n: idLoaded},
+		{title: "Clear: the user read the channel (iOS)", n: clear},
+		{title: "Uninstalled app: Apple says the token is dead (iOS)", n: dead,
+			setup: func(apple *sandbox.APNs, _ *sandbox.FCM) { apple.KillToken(deadToken, "Unregistered") }},
+	}
+}
+
+// Run runs the demo, writing its report to out.
+func Run(ctx context.Context, out io.Writer, opt Options) error {
+	apple, google := sandbox.NewAPNs(), sandbox.NewFCM()
+	defer apple.Close()
+	defer google.Close()
+	dir, err := os.MkdirTemp("", "pushrelay-demo-")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	creds, err := sandbox.WriteCredentials(dir, apple, google)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+
+	cfg := relay.Defaults()
+	cfg.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Egress.CAFile = creds.CAFile
+	cfg.Apps = []relay.AppConfig{
+		{Platform: "apple_rn", APNs: &apns.Config{Topic: "com.mattermost.rn", AuthKeyFile: creds.APNsKeyFile,
+			KeyID: creds.KeyID, TeamID: creds.TeamID, Endpoint: apple.URL()}},
+		{Platform: "android_rn", FCM: &fcm.Config{ServiceAccountFile: creds.ServiceAccountFile, Endpoint: google.URL()}},
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := relay.NewServer(&cfg, logger)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer func() {
+		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(stop)
+	}()
+
+	fmt.Fprintf(out, "pushrelay demo: relay on %s, look-alike APNs on %s, FCM on %s\n", srv.Addr(), apple.URL(), google.URL())
+	fmt.Fprintf(out, "policy: %s (the default): message text, channel and sender names never leave; the app fetches them itself\n\n", cfg.Policy.Mode)
+
+	pol, err := policy.New(cfg.Policy)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i, s := range steps() {
+		if s.setup != nil {
+			s.setup(apple, google)
+		}
+		na, nf := len(apple.Requests()), len(google.Requests())
+		answer, err := post(ctx, client, "http://"+srv.Addr()+"/api/v1/send_push", s.n)
+		if err != nil {
+			return fmt.Errorf("demo step %d: %w", i+1, err)
+		}
+		var upstream, where string
+		if reqs := apple.Requests(); len(reqs) > na {
+			r := reqs[len(reqs)-1]
+			where = "reached Apple: POST /3/device/<token>"
+			upstream = apnsView(r)
+		} else if reqs := google.Requests(); len(reqs) > nf {
+			where = "reached Google: FCM v1 messages:send"
+			upstream = indent(reqs[len(reqs)-1].Body)
+		} else {
+			where, upstream = "reached nobody", ""
+		}
+		sent, _ := json.Marshal(s.n)
+		fmt.Fprintf(out, "── %d. %s ── relay answered %s\n", i+1, s.title, answer)
+		if removed := removedBy(pol, s.n); removed != "" {
+			fmt.Fprintf(out, "   the policy removed: %s\n", removed)
+		}
+		sideBySide(out, "Mattermost sent", indent(sent), where, upstream)
+		fmt.Fprintln(out)
+	}
+
+	fmt.Fprintln(out, "── metrics (from the relay's /metrics) ──")
+	if err := summary(ctx, client, "http://"+srv.MetricsAddr()+"/metrics", out); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if opt.Keep {
+		fmt.Fprintf(out, "\nstill serving (Ctrl-C to stop): send_push at http://%s/api/v1/send_push, metrics at http://%s/metrics\n", srv.Addr(), srv.MetricsAddr())
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// post sends n as the Mattermost server does: JSON body, no Content-Type.
+func post(ctx context.Context, c *http.Client, url string, n wire.Notification) (string, error) {
+	body, err := json.Marshal(n)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("User-Agent", "Mattermost-Bot/1.1")
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var r wire.Response
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return "", fmt.Errorf("HTTP %d, undecodable answer: %w", resp.StatusCode, err)
+	}
+	if r.Error != "" {
+		return fmt.Sprintf("%s (%s)", r.Status, r.Error), nil
+	}
+	return r.Status, nil
+}
+
+// removedBy names the fields pol strips from n, as the relay does.
+func removedBy(pol *policy.Policy, n wire.Notification) string {
+	if err := n.Normalize(); err != nil {
+		return ""
+	}
+	_, removed := pol.Apply(n)
+	return strings.ReplaceAll(removed.Fields.String(), ",", ", ")
+}
+
+func apnsView(r sandbox.APNsRequest) string {
+	var b strings.Builder
+	for _, h := range []string{"apns-topic", "apns-push-type", "apns-priority"} {
+		fmt.Fprintf(&b, "%s: %s\n", h, r.Header.Get(h))
+	}
+	b.WriteString(indent(r.Body))
+	return b.String()
+}
+
+func indent(raw []byte) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	out, _ := json.MarshalIndent(v, "", "  ")
+	return string(out)
+}
+
+const column = 62
+
+// sideBySide prints two texts in two columns, wrapping long lines.
+func sideBySide(out io.Writer, leftTitle, left, rightTitle, right string) {
+	l, r := wrap(left), wrap(right)
+	fmt.Fprintf(out, "%-*s │ %s\n", column, leftTitle, rightTitle)
+	fmt.Fprintf(out, "%s─┼─%s\n", strings.Repeat("─", column), strings.Repeat("─", column))
+	for i := 0; i < max(len(l), len(r)); i++ {
+		var a, b string
+		if i < len(l) {
+			a = l[i]
+		}
+		if i < len(r) {
+			b = r[i]
+		}
+		fmt.Fprintf(out, "%s%s │ %s\n", a, strings.Repeat(" ", max(0, column-len([]rune(a)))), b)
+	}
+}
+
+func wrap(text string) []string {
+	var lines []string
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		rs := []rune(line)
+		for len(rs) > column {
+			lines = append(lines, string(rs[:column]))
+			rs = append([]rune("      "), rs[column:]...)
+		}
+		lines = append(lines, string(rs))
+	}
+	return lines
+}
+
+// summary prints the non-zero notification and policy counters.
+func summary(ctx context.Context, c *http.Client, url string, out io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if (strings.HasPrefix(line, "pushrelay_notifications_total{") || strings.HasPrefix(line, "pushrelay_policy_fields_removed_total{") ||
+			strings.HasPrefix(line, "pushrelay_provider_errors_total{")) && !strings.HasSuffix(line, " 0") {
+			lines = append(lines, line)
+		}
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Fprintln(out, "  "+l)
+	}
+	return sc.Err()
+}

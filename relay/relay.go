@@ -1,0 +1,233 @@
+// Package relay is pushrelay's pipeline: the ingress HTTP server that speaks
+// Mattermost's push-proxy API, the configuration, and the one straight data
+// path decode -> authorize -> validate -> policy -> route -> send -> answer.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushrelay/pushrelay/policy"
+	"github.com/pushrelay/pushrelay/providers"
+	"github.com/pushrelay/pushrelay/providers/apns"
+	"github.com/pushrelay/pushrelay/providers/egress"
+	"github.com/pushrelay/pushrelay/providers/fcm"
+	"github.com/pushrelay/pushrelay/providers/upstream"
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// Relay carries notifications from the Mattermost server to the providers.
+// It is safe for concurrent use; Reload swaps policy and providers
+// atomically.
+type Relay struct {
+	state   atomic.Pointer[state]
+	metrics *metrics
+	log     *slog.Logger
+}
+
+// state is everything a reload replaces at once.
+type state struct {
+	policy   *policy.Policy
+	apps     map[string]*app
+	wildcard *app
+	timeout  time.Duration
+	egress   *egress.Egress
+}
+
+// app is one configured platform and the provider that serves it.
+type app struct {
+	name       string // the configured platform name: a metric label
+	provider   string // apns, fcm or upstream: a metric label
+	send       providers.Provider
+	certExpiry time.Time // zero when the credential does not expire
+}
+
+func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
+	r := &Relay{metrics: m, log: log}
+	st, err := r.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.swap(st)
+	return r, nil
+}
+
+// build makes a new state from cfg: policy, egress and one provider per app.
+// Errors name the config key at fault.
+func (r *Relay) build(cfg *Config) (*state, error) {
+	pol, err := policy.New(cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for i, a := range cfg.Apps {
+		switch {
+		case a.APNs != nil:
+			hosts = append(hosts, a.APNs.Hosts()...)
+		case a.FCM != nil:
+			h, err := a.FCM.Hosts()
+			if err != nil {
+				return nil, fmt.Errorf("apps[%d].%w", i, err)
+			}
+			hosts = append(hosts, h...)
+		case a.Upstream != nil:
+			hosts = append(hosts, a.Upstream.Hosts()...)
+		}
+	}
+	eg, err := egress.New(cfg.Egress, hosts, func(host string) {
+		r.metrics.egressDenied.WithLabelValues(host).Inc()
+		r.log.Warn("egress refused: host not allowed", "host", host)
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := &state{policy: pol, apps: map[string]*app{}, timeout: cfg.Delivery.Timeout, egress: eg}
+	for i, a := range cfg.Apps {
+		ap := &app{name: a.Platform}
+		switch {
+		case a.APNs != nil:
+			p, err := apns.New(*a.APNs, eg)
+			if err != nil {
+				return nil, fmt.Errorf("apps[%d].%w", i, err)
+			}
+			ap.provider, ap.send, ap.certExpiry = "apns", p, p.CertExpiry()
+		case a.FCM != nil:
+			p, err := fcm.New(context.Background(), *a.FCM, eg)
+			if err != nil {
+				return nil, fmt.Errorf("apps[%d].%w", i, err)
+			}
+			ap.provider, ap.send = "fcm", p
+		case a.Upstream != nil:
+			p, err := upstream.New(*a.Upstream, eg)
+			if err != nil {
+				return nil, fmt.Errorf("apps[%d].%w", i, err)
+			}
+			ap.provider, ap.send = "upstream", p
+		default:
+			return nil, fmt.Errorf("apps[%d]: no provider configured", i)
+		}
+		if a.Platform == "*" {
+			st.wildcard = ap
+		} else {
+			st.apps[a.Platform] = ap
+		}
+	}
+	return st, nil
+}
+
+// swap installs st and refreshes the metrics that describe it.
+func (r *Relay) swap(st *state) {
+	old := r.state.Swap(st)
+	r.metrics.credExpiry.Reset()
+	for _, a := range st.all() {
+		if !a.certExpiry.IsZero() {
+			r.metrics.credExpiry.WithLabelValues(a.name).Set(float64(a.certExpiry.Unix()))
+		}
+	}
+	if old != nil && old.egress != st.egress {
+		// In-flight sends keep their connections; idle ones of the old pool go.
+		old.egress.CloseIdleConnections()
+	}
+}
+
+// Reload builds policy, egress and providers from cfg and swaps them in
+// atomically. In-flight requests finish on the old ones. On error nothing
+// changes.
+func (r *Relay) Reload(cfg *Config) error {
+	st, err := r.build(cfg)
+	if err != nil {
+		return err
+	}
+	r.swap(st)
+	return nil
+}
+
+func (st *state) all() []*app {
+	out := make([]*app, 0, len(st.apps)+1)
+	for _, a := range st.apps {
+		out = append(out, a)
+	}
+	if st.wildcard != nil {
+		out = append(out, st.wildcard)
+	}
+	return out
+}
+
+func (st *state) route(platform string) *app {
+	if a, ok := st.apps[platform]; ok {
+		return a
+	}
+	return st.wildcard
+}
+
+// ErrUnknownPlatform answers a notification for a platform no app serves.
+var ErrUnknownPlatform = errors.New("platform is not configured on this relay")
+
+// Push is the whole data path for one notification that has been decoded
+// and authorized: validate, strip by policy, route by platform, send with
+// the delivery deadline, and answer as Mattermost's push proxy does.
+// Once accepted, a notification is sent even if the caller goes away.
+func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
+	st := r.state.Load()
+	typ := wire.TypeLabel(n.Type)
+	if err := n.Normalize(); err != nil {
+		r.metrics.notifications.WithLabelValues("none", "none", typ, outcomeRejected).Inc()
+		return wire.Fail(err)
+	}
+	a := st.route(n.Platform)
+	if a == nil {
+		r.metrics.notifications.WithLabelValues("unknown", "none", typ, outcomeRejected).Inc()
+		return wire.Fail(fmt.Errorf("%w: %q", ErrUnknownPlatform, n.Platform))
+	}
+
+	out, removed := st.policy.Apply(n)
+	r.metrics.removed(removed.Fields)
+
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.timeout)
+	start := time.Now()
+	res := a.send.Send(sendCtx, &out)
+	cancel()
+	elapsed := time.Since(start)
+	r.metrics.sent(a.provider, elapsed)
+
+	var outcome string
+	var resp wire.Response
+	switch res.Outcome {
+	case providers.Delivered:
+		outcome, resp = outcomeDelivered, wire.OK()
+	case providers.TokenDead:
+		outcome, resp = outcomeRemoved, wire.Remove()
+	default:
+		// Retry and Failed both end here until the spool can hold retries.
+		outcome, resp = outcomeFailed, wire.Fail(res.Err)
+	}
+	if res.Outcome != providers.Delivered {
+		r.metrics.providerErrors.WithLabelValues(a.provider, res.Reason).Inc()
+	}
+	r.metrics.notifications.WithLabelValues(a.name, a.provider, typ, outcome).Inc()
+
+	level := slog.LevelDebug
+	switch res.Outcome {
+	case providers.TokenDead:
+		level = slog.LevelInfo
+	case providers.Retry, providers.Failed:
+		level = slog.LevelWarn
+	}
+	if r.log.Enabled(ctx, level) {
+		attrs := []slog.Attr{
+			slog.String("app", a.name), slog.String("provider", a.provider), slog.String("type", typ),
+			slog.String("outcome", outcome), slog.String("token", wire.TokenHash(out.DeviceID)),
+			slog.String("rule", removed.Rule), slog.String("removed", removed.Fields.String()),
+			slog.Duration("took", elapsed),
+		}
+		if res.Err != nil {
+			attrs = append(attrs, slog.String("reason", res.Reason), slog.String("error", res.Err.Error()))
+		}
+		r.log.LogAttrs(ctx, level, "push", attrs...)
+	}
+	return resp
+}

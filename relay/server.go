@@ -1,0 +1,343 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// Version and Commit identify the build; set them with -ldflags -X.
+var (
+	Version = "dev"
+	Commit  = "unknown"
+)
+
+// Server is a running relay: the ingress listener that speaks Mattermost's
+// push-proxy API and the metrics listener.
+type Server struct {
+	relay    *Relay
+	metrics  *metrics
+	log      *slog.Logger
+	inFlight chan struct{}
+	maxBody  int64
+
+	ingress, metricsSrv  *http.Server
+	ingressLn, metricsLn net.Listener
+	wg                   sync.WaitGroup
+}
+
+// NewServer builds a relay from cfg: policy, egress, one provider per app.
+// It reads credential files but opens no connection and no listener.
+func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
+	m := newMetrics(Version)
+	r, err := newRelay(cfg, m, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		relay:    r,
+		metrics:  m,
+		log:      log,
+		inFlight: make(chan struct{}, cfg.Limits.MaxInFlight),
+		maxBody:  cfg.Limits.MaxBodyBytes,
+	}
+	s.ingress = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.Delivery.Timeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.TLS.CertFile != "" {
+		tc, err := serverTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		s.ingress.TLSConfig = tc
+	}
+	if cfg.Metrics.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+		s.metricsSrv = &http.Server{Addr: cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+	s.ingress.Addr = cfg.Listen
+	return s, nil
+}
+
+func serverTLS(c TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca_file: %s holds no PEM certificate", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// Start opens the listeners and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.ingress.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	s.ingressLn = ln
+	useTLS := s.ingress.TLSConfig != nil
+	if s.metricsSrv != nil {
+		mln, err := net.Listen("tcp", s.metricsSrv.Addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+		s.metricsLn = mln
+		s.serve(s.metricsSrv, mln, false)
+	}
+	s.serve(s.ingress, ln, useTLS)
+	s.log.Info("relay listening", "listen", ln.Addr().String(), "tls", useTLS, "metrics", s.MetricsAddr(), "version", Version)
+	return nil
+}
+
+func (s *Server) serve(srv *http.Server, ln net.Listener, useTLS bool) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		var err error
+		if useTLS {
+			err = srv.ServeTLS(ln, "", "") // certificates are in srv.TLSConfig
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("listener stopped", "addr", ln.Addr().String(), "error", err.Error())
+		}
+	}()
+}
+
+// Addr is the ingress listener's address, once started.
+func (s *Server) Addr() string { return addrOf(s.ingressLn) }
+
+// MetricsAddr is the metrics listener's address, once started ("" if off).
+func (s *Server) MetricsAddr() string { return addrOf(s.metricsLn) }
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// Reload swaps in the policy and credentials of cfg without dropping
+// requests; listeners and limits keep their startup values. On error the
+// running configuration stays.
+func (s *Server) Reload(cfg *Config) error {
+	return s.relay.Reload(cfg)
+}
+
+// Shutdown stops accepting requests and waits, until ctx ends, for the
+// in-flight ones to be answered.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.ingress.Shutdown(ctx)
+	if s.metricsSrv != nil {
+		err = errors.Join(err, s.metricsSrv.Shutdown(ctx))
+	}
+	s.wg.Wait()
+	return err
+}
+
+// Routes, as the `route` metric label names them.
+const (
+	routeSendPush = "send_push"
+	routeAck      = "ack"
+	routeVersion  = "version"
+	routeHealth   = "healthz"
+	routeReady    = "readyz"
+	routeRoot     = "root"
+	routeOther    = "other"
+)
+
+// Handler is the ingress HTTP API: Mattermost's push-proxy routes plus
+// health and readiness.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/send_push", s.route(routeSendPush, http.MethodPost, s.sendPush))
+	mux.Handle("/api/v1/ack", s.route(routeAck, http.MethodPost, s.ack))
+	mux.Handle("/version", s.route(routeVersion, http.MethodGet, s.version))
+	mux.Handle("/healthz", s.route(routeHealth, http.MethodGet, s.healthz))
+	mux.Handle("/readyz", s.route(routeReady, http.MethodGet, s.readyz))
+	mux.Handle("/{$}", s.route(routeRoot, http.MethodGet, s.root))
+	mux.Handle("/", s.route(routeOther, "", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route")
+	}))
+	return mux
+}
+
+// route wraps a handler with the method check and the ingress metrics.
+func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		if method != "" && r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			rec.Header().Set("Allow", method)
+			writeError(rec, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; use "+method)
+		} else {
+			h(rec, r)
+		}
+		s.metrics.requests.WithLabelValues(name, strconv.Itoa(rec.code)).Inc()
+		s.metrics.requestSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) sendPush(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.inFlight <- struct{}{}:
+		defer func() { <-s.inFlight }()
+	default:
+		s.metrics.rejected.WithLabelValues("in_flight").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "too many notifications in flight; retry shortly")
+		return
+	}
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+
+	var n wire.Notification
+	if code, msg := s.decode(w, r, &n); code != 0 {
+		s.metrics.rejected.WithLabelValues(rejectReason(code)).Inc()
+		writeError(w, code, msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.relay.Push(r.Context(), n))
+}
+
+func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
+	var a wire.Ack
+	if code, msg := s.decode(w, r, &a); code != 0 {
+		s.metrics.rejected.WithLabelValues(rejectReason(code)).Inc()
+		writeError(w, code, msg)
+		return
+	}
+	var missing string
+	switch {
+	case a.ID == "":
+		missing = "id"
+	case a.Platform == "":
+		missing = "platform"
+	case a.Type == "":
+		missing = "type"
+	}
+	if missing != "" {
+		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		writeError(w, http.StatusBadRequest, missing+" is missing")
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.OK())
+}
+
+// decode reads one JSON value of at most maxBody bytes into v. It answers
+// a status code and message for a request that is not a push at all, or 0.
+// The Mattermost server sends no Content-Type, so none is required.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) (int, string) {
+	body := http.MaxBytesReader(w, r.Body, s.maxBody)
+	err := json.NewDecoder(body).Decode(v)
+	if err == nil {
+		return 0, ""
+	}
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than limits.max_body_bytes (%d bytes)", tooBig.Limit)
+	case errors.Is(err, io.EOF):
+		return http.StatusBadRequest, "body is empty"
+	case errors.As(err, &typeErr):
+		return http.StatusBadRequest, fmt.Sprintf("field %s: expected %s, got JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
+	}
+	return http.StatusBadRequest, "body is not valid JSON"
+}
+
+func rejectReason(code int) string {
+	switch code {
+	case http.StatusRequestEntityTooLarge:
+		return "too_large"
+	case http.StatusBadRequest:
+		return "bad_request"
+	}
+	return "other"
+}
+
+func (s *Server) version(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"version": Version, "hash": Commit})
+}
+
+func (s *Server) root(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, wire.OK())
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, wire.OK())
+}
+
+// readyz answers 200 when every app's credentials are usable.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	var problems []string
+	now := time.Now()
+	for _, a := range s.relay.state.Load().all() {
+		if !a.certExpiry.IsZero() && now.After(a.certExpiry) {
+			problems = append(problems, fmt.Sprintf("app %s: certificate expired %s", a.name, a.certExpiry.UTC().Format(time.RFC3339)))
+		}
+	}
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "NOT_READY", "problems": problems})
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.OK())
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers a request that is not a push (or was refused) with a
+// 4xx/5xx and a short JSON error, in the same shape as a FAIL answer.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, wire.Response{Status: wire.StatusFail, Error: msg})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
