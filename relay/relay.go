@@ -128,9 +128,14 @@ func (r *Relay) swap(st *state) {
 			r.metrics.credExpiry.WithLabelValues(a.name).Set(float64(a.certExpiry.Unix()))
 		}
 	}
-	if old != nil && old.egress != st.egress {
-		// In-flight sends keep their connections; idle ones of the old pool go.
+	if old != nil {
+		// In-flight sends keep their connections; idle ones of the old pools go.
 		old.egress.CloseIdleConnections()
+		for _, a := range old.all() {
+			if c, ok := a.send.(interface{ Close() }); ok {
+				c.Close()
+			}
+		}
 	}
 }
 
