@@ -95,10 +95,14 @@ type SpoolConfig struct {
 	MaxAge  time.Duration `yaml:"max_age"`
 }
 
-// LogConfig chooses the log format (json or text) and level.
+// LogConfig chooses the log format (json or text) and level. Audit logs
+// one line per push at info level: which policy rule matched, which fields
+// it removed (never their values), and the outcome. Off, that line is
+// logged at debug level, and only failures and dead tokens reach info.
 type LogConfig struct {
 	Format string `yaml:"format"`
 	Level  string `yaml:"level"`
+	Audit  bool   `yaml:"audit"`
 }
 
 // Defaults returns the configuration used for every key a file leaves out.
@@ -110,7 +114,7 @@ func Defaults() Config {
 		Policy:   policy.Config{Mode: policy.IDOnly},
 		Delivery: DeliveryConfig{Timeout: 5 * time.Second, Backoff: BackoffConfig{Initial: time.Second, Max: 5 * time.Minute}},
 		Spool:    SpoolConfig{Dir: "/var/lib/pushrelay", MaxAge: time.Hour},
-		Log:      LogConfig{Format: "json", Level: "info"},
+		Log:      LogConfig{Format: "json", Level: "info", Audit: true},
 	}
 }
 

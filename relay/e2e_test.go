@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 // it, in front of the APNs and FCM look-alikes.
 type harness struct {
 	t      *testing.T
+	logs   *syncBuffer
 	apple  *sandbox.APNs
 	google *sandbox.FCM
 	srv    *relay.Server
@@ -51,7 +53,7 @@ apps:
     apns: {topic: com.mattermost.rn, auth_key_file: %q, key_id: %s, team_id: %s, endpoint: %q}
   - platform: android_rn
     fcm: {service_account_file: %q, endpoint: %q}
-log: {level: debug}
+log: {level: info}
 `, policyYAML, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL())
 	path := filepath.Join(dir, "pushrelay.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
@@ -61,7 +63,8 @@ log: {level: debug}
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := relay.NewServer(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	logs := &syncBuffer{}
+	srv, err := relay.NewServer(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +72,25 @@ log: {level: debug}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
-	return &harness{t: t, apple: apple, google: google, srv: srv, url: "http://" + srv.Addr()}
+	return &harness{t: t, logs: logs, apple: apple, google: google, srv: srv, url: "http://" + srv.Addr()}
+}
+
+// syncBuffer collects log output written from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // push posts msg exactly as the Mattermost server does: json.Marshal of its
@@ -527,5 +548,67 @@ func TestMetrics(t *testing.T) {
 		if strings.Contains(string(body), `"`+leak+`"`) {
 			t.Errorf("request content %q is a metric label", leak)
 		}
+	}
+}
+
+func TestAuditLogSaysWhatWasRemovedNeverTheValues(t *testing.T) {
+	h := start(t, "{mode: generic, rules: [{name: execs, team_id: [team-1], mode: id_only}]}")
+	h.push(mmMessage("apple_rn", "secret-device-token"))
+	h.push(mmMessage("android_rn-v2", "another-secret-token"))
+	logs := h.logs.String()
+	var lines []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if m["msg"] == "push" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d audit lines at info level, want 2:\n%s", len(lines), logs)
+	}
+	for _, l := range lines {
+		if l["rule"] != "execs" || l["removed"] != "message,channel_name,sender_name" || l["outcome"] != "delivered" || l["level"] != "INFO" {
+			t.Errorf("audit line: %v", l)
+		}
+	}
+	for _, secret := range []string{"merger", "Board Room", "alice", "secret-device-token", "another-secret-token", "jwt.sig"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds %q:\n%s", secret, logs)
+		}
+	}
+}
+
+func TestEachModeEndToEnd(t *testing.T) {
+	type want struct{ message, channel, sender bool }
+	for _, tt := range []struct {
+		mode string
+		want want
+	}{
+		{"full", want{true, true, true}},
+		{"generic", want{false, true, true}},
+		{"generic_no_channel", want{false, false, true}},
+		{"id_only", want{false, false, false}},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			h := start(t, "{mode: "+tt.mode+"}")
+			h.push(mmMessage("apple_rn", "tok-a"))
+			h.push(mmMessage("android_rn", "tok-f"))
+			for name, body := range map[string][]byte{"APNs": h.lastAPNs().Body, "FCM": h.google.Requests()[0].Body} {
+				got := want{
+					message: bytes.Contains(body, []byte("the merger closes friday")),
+					channel: bytes.Contains(body, []byte("Board Room")),
+					sender:  bytes.Contains(body, []byte(`"alice"`)),
+				}
+				if got != tt.want {
+					t.Errorf("%s under %s: message/channel/sender present = %+v, want %+v\n%s", name, tt.mode, got, tt.want, body)
+				}
+				if !tt.want.message && !bytes.Contains(body, []byte("You've received a new message.")) {
+					t.Errorf("%s under %s: no generic text", name, tt.mode)
+				}
+			}
+		})
 	}
 }

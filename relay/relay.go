@@ -27,6 +27,7 @@ type Relay struct {
 	state   atomic.Pointer[state]
 	metrics *metrics
 	log     *slog.Logger
+	audit   slog.Level // level of the per-push line when delivered
 }
 
 // state is everything a reload replaces at once.
@@ -47,7 +48,10 @@ type app struct {
 }
 
 func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
-	r := &Relay{metrics: m, log: log}
+	r := &Relay{metrics: m, log: log, audit: slog.LevelDebug}
+	if cfg.Log.Audit {
+		r.audit = slog.LevelInfo
+	}
 	st, err := r.build(cfg)
 	if err != nil {
 		return nil, err
@@ -181,12 +185,15 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	typ := wire.TypeLabel(n.Type)
 	if err := n.Normalize(); err != nil {
 		r.metrics.notifications.WithLabelValues("none", "none", typ, outcomeRejected).Inc()
+		r.log.LogAttrs(ctx, slog.LevelInfo, "push rejected", slog.String("type", typ), slog.String("error", err.Error()))
 		return wire.Fail(err)
 	}
 	a := st.route(n.Platform)
 	if a == nil {
 		r.metrics.notifications.WithLabelValues("unknown", "none", typ, outcomeRejected).Inc()
-		return wire.Fail(fmt.Errorf("%w: %q", ErrUnknownPlatform, n.Platform))
+		platform := wire.TruncateUTF8(n.Platform, 64)
+		r.log.LogAttrs(ctx, slog.LevelWarn, "push rejected: platform not configured", slog.String("platform", platform), slog.String("type", typ))
+		return wire.Fail(fmt.Errorf("%w: %q", ErrUnknownPlatform, platform))
 	}
 
 	out, removed := st.policy.Apply(n)
@@ -215,7 +222,7 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	}
 	r.metrics.notifications.WithLabelValues(a.name, a.provider, typ, outcome).Inc()
 
-	level := slog.LevelDebug
+	level := r.audit
 	switch res.Outcome {
 	case providers.TokenDead:
 		level = slog.LevelInfo
@@ -232,6 +239,7 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 		if res.Err != nil {
 			attrs = append(attrs, slog.String("reason", res.Reason), slog.String("error", res.Err.Error()))
 		}
+		// The audit line: what was decided and removed, never a value.
 		r.log.LogAttrs(ctx, level, "push", attrs...)
 	}
 	return resp

@@ -7,11 +7,14 @@
 //	pushrelay serve [--config FILE]   run the relay
 //	pushrelay demo [--keep]           run it against in-process look-alikes of APNs and FCM
 //	pushrelay check [--config FILE]   validate a configuration and its credentials
+//	pushrelay policy explain [--config FILE] [FILE.json]
+//	                                  show what each app would send upstream for a notification
 //	pushrelay version                 print the version
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/demo"
 	"github.com/pushrelay/pushrelay/relay"
+	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
 const usage = `pushrelay: a Mattermost push-notification relay for the DMZ.
@@ -32,6 +36,9 @@ Usage:
   pushrelay serve [--config FILE]   run the relay (config: --config, $PUSHRELAY_CONFIG or pushrelay.yaml)
   pushrelay demo [--keep]           run the relay against in-process APNs/FCM look-alikes and show what leaves
   pushrelay check [--config FILE]   validate a configuration and load its credentials
+  pushrelay policy explain [--config FILE] [FILE.json]
+                                    for a notification (FILE.json or stdin), show field by field what each
+                                    configured app would send upstream and what the policy removed
   pushrelay version                 print the version
 `
 
@@ -55,6 +62,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDemo(ctx, args[1:], stdout)
 	case "check":
 		err = check(args[1:], stdout)
+	case "policy":
+		if len(args) < 2 || args[1] != "explain" {
+			fmt.Fprintf(stderr, "pushrelay policy: the only subcommand is explain\n\n%s", usage)
+			return 2
+		}
+		err = explain(args[2:], os.Stdin, stdout)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "pushrelay %s (%s)\n", relay.Version, relay.Commit)
 	case "help", "-h", "--help":
@@ -146,6 +159,32 @@ func check(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "config %s is valid: %d app(s), policy %s\n", *path, len(cfg.Apps), cfg.Policy.Mode)
 	return nil
+}
+
+func explain(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("policy explain", flag.ContinueOnError)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := relay.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	in, name := stdin, "stdin"
+	if fs.NArg() > 0 {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in, name = f, fs.Arg(0)
+	}
+	var n wire.Notification
+	if err := json.NewDecoder(in).Decode(&n); err != nil {
+		return fmt.Errorf("%s: not a send_push notification: %w", name, err)
+	}
+	return relay.Explain(cfg, n, stdout)
 }
 
 func runDemo(ctx context.Context, args []string, stdout io.Writer) error {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,58 +54,168 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func TestServeAnswersAndDrainsOnSignal(t *testing.T) {
-	apple, google := sandbox.NewAPNs(), sandbox.NewFCM()
-	defer apple.Close()
-	defer google.Close()
+// served is `pushrelay serve` running in-process against an APNs look-alike.
+type served struct {
+	t      *testing.T
+	addr   string
+	path   string
+	apple  *sandbox.APNs
+	stderr *syncBuffer
+	stop   context.CancelFunc
+	done   chan int
+	base   string // the config without its policy line
+}
+
+func serveWith(t *testing.T, policy string) *served {
+	t.Helper()
+	apple := sandbox.NewAPNs()
+	t.Cleanup(apple.Close)
 	dir := t.TempDir()
-	creds, err := sandbox.WriteCredentials(dir, apple, google)
+	creds, err := sandbox.WriteCredentials(dir, apple, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
-	path := filepath.Join(dir, "pushrelay.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`
+	s := &served{t: t, addr: freePort(t), path: filepath.Join(dir, "pushrelay.yaml"), apple: apple, stderr: &syncBuffer{}, done: make(chan int, 1)}
+	s.base = fmt.Sprintf(`
 listen: %s
 metrics: {listen: ""}
 egress: {ca_file: %q}
 apps:
   - platform: apple_rn
     apns: {topic: com.mattermost.rn, auth_key_file: %q, key_id: %s, team_id: %s, endpoint: %q}
-`, addr, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL())), 0o600)
-
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan int)
-	var stderr bytes.Buffer
-	go func() { done <- run(ctx, []string{"serve", "--config", path}, io.Discard, &stderr) }()
-
-	var resp *http.Response
+`, s.addr, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL())
+	s.writePolicy(policy)
+	var ctx context.Context
+	ctx, s.stop = context.WithCancel(context.Background())
+	go func() { s.done <- run(ctx, []string{"serve", "--config", s.path}, io.Discard, s.stderr) }()
+	t.Cleanup(func() {
+		s.stop()
+		<-s.done
+	})
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		resp, err = http.Post("http://"+addr+"/api/v1/send_push", "",
-			strings.NewReader(`{"platform":"apple_rn","server_id":"s","device_id":"tok","type":"message","message":"hi"}`))
-		if err == nil {
-			break
+		if c, err := net.Dial("tcp", s.addr); err == nil {
+			c.Close()
+			return s
 		}
 	}
+	t.Fatalf("relay never listened: %s", s.stderr.String())
+	return nil
+}
+
+func (s *served) writePolicy(policy string) {
+	if err := os.WriteFile(s.path, []byte(s.base+"policy: "+policy+"\n"), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// push sends a message with content and returns the answer and the payload that reached APNs.
+func (s *served) push() (string, string) {
+	s.t.Helper()
+	resp, err := http.Post("http://"+s.addr+"/api/v1/send_push", "",
+		strings.NewReader(`{"platform":"apple_rn","server_id":"s","device_id":"tok","type":"message","message":"secret plans"}`))
 	if err != nil {
-		t.Fatalf("relay never answered: %v", err)
+		s.t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"status":"OK"`) || apple.Delivered() != 1 {
-		t.Errorf("send_push: %s, delivered %d", body, apple.Delivered())
+	reqs := s.apple.Requests()
+	if len(reqs) == 0 {
+		return string(body), ""
 	}
+	return string(body), string(reqs[len(reqs)-1].Body)
+}
 
-	stop() // what SIGTERM does
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("serve exited %d: %s", code, stderr.String())
+// waitLog waits for a log line containing want.
+func (s *served) waitLog(want string) {
+	s.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(s.stderr.String(), want) {
+			return
 		}
+	}
+	s.t.Fatalf("no log line with %q:\n%s", want, s.stderr.String())
+}
+
+func TestServeAnswersAndDrainsOnSignal(t *testing.T) {
+	s := serveWith(t, "{mode: id_only}")
+	answer, payload := s.push()
+	if !strings.Contains(answer, `"status":"OK"`) || s.apple.Delivered() != 1 || strings.Contains(payload, "secret plans") {
+		t.Errorf("send_push: %s, delivered %d, payload %s", answer, s.apple.Delivered(), payload)
+	}
+	s.stop() // what SIGTERM does
+	select {
+	case code := <-s.done:
+		if code != 0 {
+			t.Errorf("serve exited %d: %s", code, s.stderr.String())
+		}
+		s.done <- code // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	if strings.Contains(stderr.String(), "tok") && !strings.Contains(stderr.String(), "token") {
-		t.Errorf("the log names the device token: %s", stderr.String())
+	if strings.Contains(s.stderr.String(), `"tok"`) || strings.Contains(s.stderr.String(), "secret plans") {
+		t.Errorf("the log holds the device token or content: %s", s.stderr.String())
 	}
+}
+
+func TestSIGHUPReloadsPolicyAndRefusesABadOne(t *testing.T) {
+	s := serveWith(t, "{mode: full}")
+	if _, payload := s.push(); !strings.Contains(payload, "secret plans") {
+		t.Fatalf("full policy: %s", payload)
+	}
+
+	s.writePolicy("{mode: everything}")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	s.waitLog("reload refused")
+	if !strings.Contains(s.stderr.String(), `policy.mode: unknown mode \"everything\"`) {
+		t.Errorf("the refusal does not name the key: %s", s.stderr.String())
+	}
+	if _, payload := s.push(); !strings.Contains(payload, "secret plans") {
+		t.Errorf("a refused reload changed the policy: %s", payload)
+	}
+
+	s.writePolicy("{mode: id_only}")
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	s.waitLog("configuration reloaded")
+	if _, payload := s.push(); strings.Contains(payload, "secret plans") || !strings.Contains(payload, `"id_loaded":true`) {
+		t.Errorf("after reload to id_only: %s", payload)
+	}
+}
+
+func TestPolicyExplain(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pushrelay.yaml")
+	os.WriteFile(cfg, []byte(`
+policy: {mode: generic}
+apps: [{platform: android_rn, fcm: {service_account_file: /not/read/by/explain.json}}]
+`), 0o600)
+	in := filepath.Join(dir, "n.json")
+	os.WriteFile(in, []byte(`{"platform":"android_rn","server_id":"s","device_id":"d","type":"message","message":"secret plans","sender_name":"alice"}`), 0o600)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"policy", "explain", "--config", cfg, in}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "removed: message") || strings.Contains(out.String(), "secret plans") ||
+		!strings.Contains(out.String(), `message.data.sender_name`) {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out.String(), errOut.String())
+	}
+	os.WriteFile(in, []byte(`{"badge":"x"}`), 0o600)
+	if code := run(context.Background(), []string{"policy", "explain", "--config", cfg, in}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "not a send_push notification") {
+		t.Errorf("bad input: exit %d, %s", code, errOut.String())
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -82,12 +82,7 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 // a dead token, FAIL a permanent failure; 429, 5xx, timeouts and transport
 // errors are worth retrying.
 func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Result {
-	out := *n
-	if n.AppVersion > 1 {
-		// The other proxy decides payload details by app version, as we do.
-		out.Platform = n.Platform + "-v" + strconv.Itoa(n.AppVersion)
-	}
-	body, err := json.Marshal(&out)
+	body, err := json.Marshal(Build(n))
 	if err != nil {
 		return providers.Permanent("bad_payload", fmt.Errorf("upstream: encode notification: %w", err))
 	}
@@ -140,6 +135,17 @@ func (p *Provider) transportFailure(ctx context.Context, err error) providers.Re
 		return providers.Retryable("timeout", 0, fmt.Errorf("upstream %s: no answer in time: %w", p.host, err))
 	}
 	return providers.Retryable("transport", 0, fmt.Errorf("upstream %s: %w", p.host, err))
+}
+
+// Build returns the notification Send posts for n: n itself, with the
+// app version put back on the platform ("apple_rn-v2"), since the other
+// proxy decides payload details by it, as this relay does.
+func Build(n *wire.Notification) *wire.Notification {
+	out := *n
+	if n.AppVersion > 1 {
+		out.Platform = n.Platform + "-v" + strconv.Itoa(n.AppVersion)
+	}
+	return &out
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.
