@@ -67,20 +67,9 @@ func (r *Relay) build(cfg *Config) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hosts []string
-	for i, a := range cfg.Apps {
-		switch {
-		case a.APNs != nil:
-			hosts = append(hosts, a.APNs.Hosts()...)
-		case a.FCM != nil:
-			h, err := a.FCM.Hosts()
-			if err != nil {
-				return nil, fmt.Errorf("apps[%d].%w", i, err)
-			}
-			hosts = append(hosts, h...)
-		case a.Upstream != nil:
-			hosts = append(hosts, a.Upstream.Hosts()...)
-		}
+	hosts, err := AppHosts(cfg)
+	if err != nil {
+		return nil, err
 	}
 	eg, err := egress.New(cfg.Egress, hosts, func(host string) {
 		r.metrics.egressDenied.WithLabelValues(host).Inc()
@@ -121,6 +110,28 @@ func (r *Relay) build(cfg *Config) (*state, error) {
 		}
 	}
 	return st, nil
+}
+
+// AppHosts lists the host names the configured apps connect to: each
+// endpoint (or its default), each service account's token_uri, each
+// upstream URL. It is the default egress allowlist.
+func AppHosts(cfg *Config) ([]string, error) {
+	var hosts []string
+	for i, a := range cfg.Apps {
+		switch {
+		case a.APNs != nil:
+			hosts = append(hosts, a.APNs.Hosts()...)
+		case a.FCM != nil:
+			h, err := a.FCM.Hosts()
+			if err != nil {
+				return nil, fmt.Errorf("apps[%d].%w", i, err)
+			}
+			hosts = append(hosts, h...)
+		case a.Upstream != nil:
+			hosts = append(hosts, a.Upstream.Hosts()...)
+		}
+	}
+	return hosts, nil
 }
 
 // swap installs st and refreshes the metrics that describe it.
