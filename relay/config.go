@@ -54,12 +54,17 @@ type AuthConfig struct {
 	TrustedProxies   []string `yaml:"trusted_proxies"`
 }
 
-// LimitsConfig bounds what one client can cost the relay. Zero turns a rate off.
+// LimitsConfig bounds what one client can cost the relay. A zero rate
+// turns per-client rate limiting off.
 type LimitsConfig struct {
-	MaxBodyBytes  int64   `yaml:"max_body_bytes"`
-	MaxInFlight   int     `yaml:"max_in_flight"`
-	RatePerClient float64 `yaml:"rate_per_client"`
-	Burst         int     `yaml:"burst"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	MaxInFlight       int           `yaml:"max_in_flight"`
+	RatePerClient     float64       `yaml:"rate_per_client"`
+	Burst             int           `yaml:"burst"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 }
 
 // MetricsConfig places the Prometheus endpoint on its own listener.
@@ -108,8 +113,9 @@ type LogConfig struct {
 // Defaults returns the configuration used for every key a file leaves out.
 func Defaults() Config {
 	return Config{
-		Listen:   ":8066",
-		Limits:   LimitsConfig{MaxBodyBytes: 64 << 10, MaxInFlight: 4096},
+		Listen: ":8066",
+		Limits: LimitsConfig{MaxBodyBytes: 64 << 10, MaxInFlight: 4096, MaxHeaderBytes: 16 << 10,
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute},
 		Metrics:  MetricsConfig{Listen: ":9066"},
 		Policy:   policy.Config{Mode: policy.IDOnly},
 		Delivery: DeliveryConfig{Timeout: 5 * time.Second, Backoff: BackoffConfig{Initial: time.Second, Max: 5 * time.Minute}},
@@ -344,8 +350,11 @@ func (c *Config) Validate() error {
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
 		add("tls.client_ca_file: needs tls.cert_file and tls.key_file (mutual TLS is TLS)")
 	}
-	if c.Auth.SecretsFile != "" || len(c.Auth.AllowedServerIDs) > 0 || len(c.Auth.AllowedNetworks) > 0 || len(c.Auth.TrustedProxies) > 0 {
-		add("auth: not supported by this version yet; restrict access with tls.client_ca_file or the network")
+	if _, err := parsePrefixes(c.Auth.AllowedNetworks, "auth.allowed_networks"); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parsePrefixes(c.Auth.TrustedProxies, "auth.trusted_proxies"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		add("limits.max_body_bytes: must be positive")
@@ -353,8 +362,19 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxInFlight <= 0 {
 		add("limits.max_in_flight: must be positive")
 	}
-	if c.Limits.RatePerClient != 0 || c.Limits.Burst != 0 {
-		add("limits.rate_per_client: not supported by this version yet")
+	if c.Limits.RatePerClient < 0 || c.Limits.Burst < 0 {
+		add("limits.rate_per_client, limits.burst: must not be negative (0 turns rate limiting off)")
+	}
+	if c.Limits.MaxHeaderBytes < 4096 {
+		add("limits.max_header_bytes: must be at least 4096")
+	}
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"limits.read_header_timeout", c.Limits.ReadHeaderTimeout}, {"limits.read_timeout", c.Limits.ReadTimeout}, {"limits.idle_timeout", c.Limits.IdleTimeout}} {
+		if t.d <= 0 {
+			add("%s: must be positive", t.key)
+		}
 	}
 	if _, err := policy.New(c.Policy); err != nil {
 		errs = append(errs, err)

@@ -45,6 +45,9 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"timeout beyond Mattermost's", "delivery: {timeout: 45s}\n" + minimalYAML, "delivery.timeout: must be between 0 and 30s"},
 		{"bad log format", "log: {format: xml}\n" + minimalYAML, `log.format: "xml" is not json or text`},
 		{"bad listen", "listen: 8066\n" + minimalYAML, "listen:"},
+		{"bad CIDR", "auth: {allowed_networks: [10.0.0/8]}\n" + minimalYAML, `auth.allowed_networks[0]: "10.0.0/8" is not a CIDR`},
+		{"negative rate", "limits: {rate_per_client: -1}\n" + minimalYAML, "limits.rate_per_client"},
+		{"zero header timeout", "limits: {read_header_timeout: 0s}\n" + minimalYAML, "limits.read_header_timeout: must be positive"},
 		{"half a TLS pair", "tls: {cert_file: c.pem}\n" + minimalYAML, "tls: cert_file and key_file go together"},
 	}
 	for _, tt := range tests {

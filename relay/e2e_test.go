@@ -30,9 +30,10 @@ type harness struct {
 	google *sandbox.FCM
 	srv    *relay.Server
 	url    string
+	path   string // the config file
 }
 
-func start(t *testing.T, policyYAML string) *harness {
+func start(t *testing.T, policyYAML string, extraYAML ...string) *harness {
 	t.Helper()
 	apple, google := sandbox.NewAPNs(), sandbox.NewFCM()
 	t.Cleanup(apple.Close)
@@ -54,7 +55,8 @@ apps:
   - platform: android_rn
     fcm: {service_account_file: %q, endpoint: %q}
 log: {level: info}
-`, policyYAML, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL())
+%s
+`, policyYAML, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL(), strings.Join(extraYAML, "\n"))
 	path := filepath.Join(dir, "pushrelay.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,7 +74,7 @@ log: {level: info}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
-	return &harness{t: t, logs: logs, apple: apple, google: google, srv: srv, url: "http://" + srv.Addr()}
+	return &harness{t: t, logs: logs, apple: apple, google: google, srv: srv, url: "http://" + srv.Addr(), path: path}
 }
 
 // syncBuffer collects log output written from many goroutines.

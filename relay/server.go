@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,6 +37,9 @@ type Server struct {
 	log      *slog.Logger
 	inFlight chan struct{}
 	maxBody  int64
+	limit    *limiter                   // nil when limits.rate_per_client is 0
+	auth     atomic.Pointer[authorizer] // swapped on reload
+	tls      atomic.Pointer[tls.Config] // the current certificates, swapped on reload
 
 	ingress, metricsSrv  *http.Server
 	ingressLn, metricsLn net.Listener
@@ -55,14 +60,20 @@ func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
 		log:      log,
 		inFlight: make(chan struct{}, cfg.Limits.MaxInFlight),
 		maxBody:  cfg.Limits.MaxBodyBytes,
+		limit:    newLimiter(cfg.Limits.RatePerClient, cfg.Limits.Burst),
 	}
+	a, err := newAuthorizer(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	s.auth.Store(a)
 	s.ingress = &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      cfg.Delivery.Timeout + 30*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
+		ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Limits.ReadTimeout,
+		WriteTimeout:      cfg.Delivery.Timeout + cfg.Limits.ReadTimeout,
+		IdleTimeout:       cfg.Limits.IdleTimeout,
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if cfg.TLS.CertFile != "" {
@@ -70,7 +81,13 @@ func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.ingress.TLSConfig = tc
+		s.tls.Store(tc)
+		// Every handshake takes the certificates in force now, so SIGHUP can
+		// swap them under a running listener.
+		s.ingress.TLSConfig = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return s.tls.Load(), nil },
+		}
 	}
 	if cfg.Metrics.Listen != "" {
 		mux := http.NewServeMux()
@@ -153,11 +170,35 @@ func addrOf(ln net.Listener) string {
 	return ln.Addr().String()
 }
 
-// Reload swaps in the policy and credentials of cfg without dropping
-// requests; listeners and limits keep their startup values. On error the
-// running configuration stays.
+// Reload swaps in the policy, provider credentials, auth settings and TLS
+// certificates of cfg without dropping requests; listeners and limits keep
+// their startup values. On any error nothing changes.
 func (s *Server) Reload(cfg *Config) error {
-	return s.relay.Reload(cfg)
+	st, err := s.relay.build(cfg)
+	if err != nil {
+		return err
+	}
+	a, err := newAuthorizer(cfg.Auth)
+	if err != nil {
+		return err
+	}
+	var tc *tls.Config
+	if s.tls.Load() != nil {
+		if cfg.TLS.CertFile == "" {
+			return errors.New("tls: cannot be turned off by a reload; restart the relay")
+		}
+		if tc, err = serverTLS(cfg.TLS); err != nil {
+			return err
+		}
+	} else if cfg.TLS.CertFile != "" {
+		return errors.New("tls: cannot be turned on by a reload; restart the relay")
+	}
+	s.relay.swap(st)
+	s.auth.Store(a)
+	if tc != nil {
+		s.tls.Store(tc)
+	}
+	return nil
 }
 
 // Shutdown stops accepting requests and waits, until ctx ends, for the
@@ -186,8 +227,8 @@ const (
 // health and readiness.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/send_push", s.route(routeSendPush, http.MethodPost, s.sendPush))
-	mux.Handle("/api/v1/ack", s.route(routeAck, http.MethodPost, s.ack))
+	mux.Handle("/api/v1/send_push", s.route(routeSendPush, http.MethodPost, s.api(routeSendPush, s.sendPush)))
+	mux.Handle("/api/v1/ack", s.route(routeAck, http.MethodPost, s.api(routeAck, s.ack)))
 	mux.Handle("/version", s.route(routeVersion, http.MethodGet, s.version))
 	mux.Handle("/healthz", s.route(routeHealth, http.MethodGet, s.healthz))
 	mux.Handle("/readyz", s.route(routeReady, http.MethodGet, s.readyz))
@@ -195,7 +236,50 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/", s.route(routeOther, "", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	}))
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A secret path prefix (/SECRET/api/v1/send_push) is taken off
+		// before routing; the path is never logged.
+		if path, carried, ok := s.auth.Load().splitSecretPath(r.URL.Path); carried {
+			r2 := *r
+			u := *r.URL
+			u.Path, u.RawPath = path, ""
+			r2.URL = &u
+			if ok {
+				r2 = *r2.WithContext(context.WithValue(r.Context(), secretPathKey{}, true))
+			}
+			r = &r2
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+type secretPathKey struct{}
+
+// admit applies the gate in front of the API routes: source network,
+// shared secret, per-client rate. It answers the refusal itself and
+// returns false, or returns true.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, route string) bool {
+	a := s.auth.Load()
+	client := a.clientAddr(r)
+	refuse := func(code int, reason, msg string) bool {
+		s.metrics.rejected.WithLabelValues(reason).Inc()
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", slog.String("reason", reason),
+			slog.String("route", route), slog.String("client", client.String()), slog.String("peer", remoteIP(r)))
+		writeError(w, code, msg)
+		return false
+	}
+	if !a.allowNetwork(client) {
+		return refuse(http.StatusForbidden, rejectNetwork, "this address may not use the relay (auth.allowed_networks)")
+	}
+	if len(a.secrets) > 0 && r.Context().Value(secretPathKey{}) == nil && !a.knows(secretFrom(r)) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="pushrelay"`)
+		return refuse(http.StatusUnauthorized, rejectUnauthenticated, errNoSecret.Error())
+	}
+	if ok, wait := s.limit.allow(client, time.Now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		return refuse(http.StatusTooManyRequests, rejectRate, "too many requests from this client (limits.rate_per_client)")
+	}
+	return true
 }
 
 // route wraps a handler with the method check and the ingress metrics.
@@ -214,12 +298,21 @@ func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
 	})
 }
 
+// api puts the admission gate in front of an API handler.
+func (s *Server) api(route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.admit(w, r, route) {
+			h(w, r)
+		}
+	}
+}
+
 func (s *Server) sendPush(w http.ResponseWriter, r *http.Request) {
 	select {
 	case s.inFlight <- struct{}{}:
 		defer func() { <-s.inFlight }()
 	default:
-		s.metrics.rejected.WithLabelValues("in_flight").Inc()
+		s.metrics.rejected.WithLabelValues(rejectInFlight).Inc()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "too many notifications in flight; retry shortly")
 		return
@@ -231,6 +324,13 @@ func (s *Server) sendPush(w http.ResponseWriter, r *http.Request) {
 	if code, msg := s.decode(w, r, &n); code != 0 {
 		s.metrics.rejected.WithLabelValues(rejectReason(code)).Inc()
 		writeError(w, code, msg)
+		return
+	}
+	if !s.auth.Load().allowServerID(n.ServerID) {
+		s.metrics.rejected.WithLabelValues(rejectServerID).Inc()
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", slog.String("reason", rejectServerID),
+			slog.String("route", routeSendPush), slog.String("peer", remoteIP(r)))
+		writeError(w, http.StatusForbidden, "server_id is not in auth.allowed_server_ids")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.relay.Push(r.Context(), n))
@@ -253,7 +353,7 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		missing = "type"
 	}
 	if missing != "" {
-		s.metrics.rejected.WithLabelValues("invalid").Inc()
+		s.metrics.rejected.WithLabelValues(rejectBadRequest).Inc()
 		writeError(w, http.StatusBadRequest, missing+" is missing")
 		return
 	}
@@ -285,11 +385,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) (int, str
 func rejectReason(code int) string {
 	switch code {
 	case http.StatusRequestEntityTooLarge:
-		return "too_large"
-	case http.StatusBadRequest:
-		return "bad_request"
+		return rejectTooLarge
 	}
-	return "other"
+	return rejectBadRequest
 }
 
 func (s *Server) version(w http.ResponseWriter, _ *http.Request) {

@@ -142,3 +142,5 @@ func TestDeployExamplesParse(t *testing.T) {
 		}
 	}
 }
+
+func tlsTo(p pki) *tls.Config { return &tls.Config{RootCAs: p.pool} }
