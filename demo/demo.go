@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ type step struct {
 	title string
 	n     wire.Notification
 	setup func(apple *sandbox.APNs, google *sandbox.FCM)
+	// after runs once the relay has answered; the demo then waits for the
+	// notification to reach Apple or Google (a redelivery from the spool).
+	after func(apple *sandbox.APNs, google *sandbox.FCM)
 }
 
 const (
@@ -68,6 +72,8 @@ func steps() []step {
 	}
 	dead := msg
 	dead.AckID, dead.DeviceID = "ack-6", deadToken
+	outage := msg
+	outage.AckID, outage.Message = "ack-7", "alice: the auditors arrive monday"
 	return []step{
 		{title: "Channel message (iOS)", n: msg},
 		{title: "Direct message (Android)", n: dm},
@@ -76,6 +82,12 @@ func steps() []step {
 		{title: "Clear: the user read the channel (iOS)", n: clear},
 		{title: "Uninstalled app: Apple says the token is dead (iOS)", n: dead,
 			setup: func(apple *sandbox.APNs, _ *sandbox.FCM) { apple.KillToken(deadToken, "Unregistered") }},
+		{title: "Apple is down (503): the spool rides the outage out (iOS)", n: outage,
+			setup: func(apple *sandbox.APNs, _ *sandbox.FCM) { apple.Fail(sandbox.Fault{Status: 503}) },
+			after: func(apple *sandbox.APNs, _ *sandbox.FCM) {
+				time.Sleep(500 * time.Millisecond)
+				apple.Recover()
+			}},
 	}
 }
 
@@ -97,6 +109,8 @@ func Run(ctx context.Context, out io.Writer, opt Options) error {
 	cfg := relay.Defaults()
 	cfg.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Egress.CAFile = creds.CAFile
+	cfg.Spool.Dir = filepath.Join(dir, "spool")
+	cfg.Delivery.Backoff.Initial, cfg.Delivery.Backoff.Max = 200*time.Millisecond, time.Second
 	cfg.Apps = []relay.AppConfig{
 		{Platform: "apple_rn", APNs: &apns.Config{Topic: "com.mattermost.rn", AuthKeyFile: creds.APNsKeyFile,
 			KeyID: creds.KeyID, TeamID: creds.TeamID, Endpoint: apple.URL()}},
@@ -136,6 +150,10 @@ func Run(ctx context.Context, out io.Writer, opt Options) error {
 		if err != nil {
 			return fmt.Errorf("demo step %d: %w", i+1, err)
 		}
+		if s.after != nil {
+			s.after(apple, google)
+			answer += fmt.Sprintf(" at once; %d failed attempt(s) later the spool delivered it", waitDelivered(apple, google, na, nf))
+		}
 		var upstream, where string
 		if reqs := apple.Requests(); len(reqs) > na {
 			r := reqs[len(reqs)-1]
@@ -165,6 +183,27 @@ func Run(ctx context.Context, out io.Writer, opt Options) error {
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// waitDelivered waits (up to 15 s) for a request answered 200 after the
+// first na/nf requests, and returns how many failed before it.
+func waitDelivered(apple *sandbox.APNs, google *sandbox.FCM, na, nf int) int {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		failed := 0
+		for _, r := range apple.Requests()[na:] {
+			if r.Status == http.StatusOK {
+				return failed
+			}
+			failed++
+		}
+		for _, r := range google.Requests()[nf:] {
+			if r.Status == http.StatusOK {
+				return failed
+			}
+			failed++
+		}
+	}
+	return -1
 }
 
 // post sends n as the Mattermost server does: JSON body, no Content-Type.
@@ -204,7 +243,10 @@ func removedBy(pol *policy.Policy, n wire.Notification) string {
 
 func apnsView(r sandbox.APNsRequest) string {
 	var b strings.Builder
-	for _, h := range []string{"apns-topic", "apns-push-type", "apns-priority"} {
+	for _, h := range []string{"apns-topic", "apns-push-type", "apns-priority", "apns-expiration", "apns-collapse-id"} {
+		if r.Header.Get(h) == "" {
+			continue
+		}
 		fmt.Fprintf(&b, "%s: %s\n", h, r.Header.Get(h))
 	}
 	b.WriteString(indent(r.Body))
@@ -268,7 +310,7 @@ func summary(ctx context.Context, c *http.Client, url string, out io.Writer) err
 	for sc.Scan() {
 		line := sc.Text()
 		if (strings.HasPrefix(line, "pushrelay_notifications_total{") || strings.HasPrefix(line, "pushrelay_policy_fields_removed_total{") ||
-			strings.HasPrefix(line, "pushrelay_provider_errors_total{")) && !strings.HasSuffix(line, " 0") {
+			strings.HasPrefix(line, "pushrelay_provider_errors_total{") || strings.HasPrefix(line, "pushrelay_spool_")) && !strings.HasSuffix(line, " 0") {
 			lines = append(lines, line)
 		}
 	}

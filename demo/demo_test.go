@@ -15,11 +15,13 @@ func TestRunShowsEveryStep(t *testing.T) {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
 	text := out.String()
-	if got := strings.Count(text, "relay answered OK"); got != 5 {
-		t.Errorf("%d steps answered OK, want 5:\n%s", got, text)
+	if got := strings.Count(text, "relay answered OK"); got != 6 {
+		t.Errorf("%d steps answered OK, want 6:\n%s", got, text)
 	}
 	for _, want := range []string{
 		"relay answered REMOVE",
+		"later the spool delivered it",
+		`pushrelay_notifications_total{app="apple_rn",outcome="spooled",provider="apns",type="message"} 1`,
 		"reached Apple: POST /3/device/<token>",
 		"reached Google: FCM v1 messages:send",
 		"the policy removed: message, channel_name, sender_name",
@@ -31,7 +33,7 @@ func TestRunShowsEveryStep(t *testing.T) {
 	}
 	// Under the default policy the message text appears once per step, on
 	// the Mattermost side only.
-	for _, secret := range []string{"margins up 4%", "acquisition NDA", "approved the layoffs"} {
+	for _, secret := range []string{"margins up 4%", "acquisition NDA", "approved the layoffs", "auditors arrive"} {
 		for _, line := range strings.Split(text, "\n") {
 			if i := strings.Index(line, "│"); i >= 0 && strings.Contains(line[i:], secret) {
 				t.Errorf("%q reached Apple or Google: %s", secret, line)

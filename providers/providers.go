@@ -82,3 +82,29 @@ func Retryable(reason string, after time.Duration, err error) Result {
 func Permanent(reason string, err error) Result {
 	return Result{Outcome: Failed, Reason: reason, Err: err}
 }
+
+// Attempt describes one send of a notification. The relay attaches it to
+// the context it passes to Send; providers use it to tell the push service
+// how long the notification is worth keeping and to make a repeat harmless.
+type Attempt struct {
+	// Expires is when the notification stops being worth delivering
+	// (accepted + spool.max_age): APNs apns-expiration, FCM android.ttl.
+	Expires time.Time
+	// Redelivery marks a send that follows an earlier attempt which may
+	// have reached the device (a timeout is ambiguous): APNs sends it with
+	// apns-collapse-id = ack_id so the phone shows it once.
+	Redelivery bool
+}
+
+type attemptKey struct{}
+
+// WithAttempt returns a context carrying a.
+func WithAttempt(ctx context.Context, a Attempt) context.Context {
+	return context.WithValue(ctx, attemptKey{}, a)
+}
+
+// AttemptFrom returns the Attempt ctx carries, if any.
+func AttemptFrom(ctx context.Context) (Attempt, bool) {
+	a, ok := ctx.Value(attemptKey{}).(Attempt)
+	return a, ok
+}

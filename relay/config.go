@@ -19,6 +19,7 @@ import (
 	"github.com/pushrelay/pushrelay/providers/egress"
 	"github.com/pushrelay/pushrelay/providers/fcm"
 	"github.com/pushrelay/pushrelay/providers/upstream"
+	"github.com/pushrelay/pushrelay/relay/spool"
 )
 
 // Config is the relay's whole configuration, as read from YAML. Every key
@@ -34,7 +35,7 @@ type Config struct {
 	Apps     []AppConfig    `yaml:"apps"`
 	Egress   egress.Config  `yaml:"egress"`
 	Delivery DeliveryConfig `yaml:"delivery"`
-	Spool    SpoolConfig    `yaml:"spool"`
+	Spool    spool.Config   `yaml:"spool"`
 	Log      LogConfig      `yaml:"log"`
 }
 
@@ -93,13 +94,6 @@ type BackoffConfig struct {
 	Max     time.Duration `yaml:"max"`
 }
 
-// SpoolConfig is where notifications that must be retried are kept.
-type SpoolConfig struct {
-	Dir     string        `yaml:"dir"`
-	NATSURL string        `yaml:"nats_url"`
-	MaxAge  time.Duration `yaml:"max_age"`
-}
-
 // LogConfig chooses the log format (json or text) and level. Audit logs
 // one line per push at info level: which policy rule matched, which fields
 // it removed (never their values), and the outcome. Off, that line is
@@ -119,7 +113,7 @@ func Defaults() Config {
 		Metrics:  MetricsConfig{Listen: ":9066"},
 		Policy:   policy.Config{Mode: policy.IDOnly},
 		Delivery: DeliveryConfig{Timeout: 5 * time.Second, Backoff: BackoffConfig{Initial: time.Second, Max: 5 * time.Minute}},
-		Spool:    SpoolConfig{Dir: "/var/lib/pushrelay", MaxAge: time.Hour},
+		Spool:    spool.Config{Dir: "/var/lib/pushrelay", MaxAge: time.Hour, MaxMessages: 1_000_000, MaxBytes: 1 << 30},
 		Log:      LogConfig{Format: "json", Level: "info", Audit: true},
 	}
 }
@@ -388,8 +382,11 @@ func (c *Config) Validate() error {
 	if c.Spool.MaxAge <= 0 {
 		add("spool.max_age: must be positive")
 	}
-	if c.Spool.NATSURL != "" {
-		add("spool.nats_url: not supported by this version yet")
+	if c.Spool.Dir == "" && c.Spool.NATSURL == "" {
+		add("spool.dir: required unless spool.nats_url is set")
+	}
+	if c.Spool.MaxMessages <= 0 || c.Spool.MaxBytes <= 0 {
+		add("spool.max_messages, spool.max_bytes: must be positive")
 	}
 	switch c.Log.Format {
 	case "json", "text":

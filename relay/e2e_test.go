@@ -24,7 +24,7 @@ import (
 // harness is a relay started from a YAML file, as `pushrelay serve` starts
 // it, in front of the APNs and FCM look-alikes.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	logs   *syncBuffer
 	apple  *sandbox.APNs
 	google *sandbox.FCM
@@ -33,7 +33,7 @@ type harness struct {
 	path   string // the config file
 }
 
-func start(t *testing.T, policyYAML string, extraYAML ...string) *harness {
+func start(t testing.TB, policyYAML string, extraYAML ...string) *harness {
 	t.Helper()
 	apple, google := sandbox.NewAPNs(), sandbox.NewFCM()
 	t.Cleanup(apple.Close)
@@ -43,11 +43,20 @@ func start(t *testing.T, policyYAML string, extraYAML ...string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The spool section always names a fresh dir; a test's own spool
+	// settings join it.
+	spoolLine := fmt.Sprintf("spool: {dir: %q}", filepath.Join(dir, "spool"))
+	for i, extra := range extraYAML {
+		if rest, ok := strings.CutPrefix(extra, "spool: {"); ok {
+			spoolLine, extraYAML[i] = fmt.Sprintf("spool: {dir: %q, %s", filepath.Join(dir, "spool"), rest), ""
+		}
+	}
 	yaml := fmt.Sprintf(`
 listen: 127.0.0.1:0
 metrics: {listen: 127.0.0.1:0}
 policy: %s
-delivery: {timeout: 1s}
+delivery: {timeout: 1s, backoff: {initial: 50ms, max: 200ms}}
+%s
 egress: {ca_file: %q}
 apps:
   - platform: apple_rn
@@ -56,7 +65,7 @@ apps:
     fcm: {service_account_file: %q, endpoint: %q}
 log: {level: info}
 %s
-`, policyYAML, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL(), strings.Join(extraYAML, "\n"))
+`, policyYAML, spoolLine, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL(), strings.Join(extraYAML, "\n"))
 	path := filepath.Join(dir, "pushrelay.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -387,7 +396,14 @@ func TestFCMBodiesUnderFullPolicy(t *testing.T) {
 			if code != 200 || answer["status"] != "OK" {
 				t.Fatalf("answer: HTTP %d %v", code, answer)
 			}
-			assertEqual(t, "FCM message", h.lastFCM(), map[string]any{
+			got := h.lastFCM()
+			// The TTL is what is left of spool.max_age (1h): FCM drops the
+			// message for an offline phone when it stops being worth showing.
+			if ttl := got["android"].(map[string]any)["ttl"]; ttl != "3599s" && ttl != "3600s" {
+				t.Errorf("android.ttl = %v, want about 3600s", ttl)
+			}
+			delete(got["android"].(map[string]any), "ttl")
+			assertEqual(t, "FCM message", got, map[string]any{
 				"token": "fcm-tok", "data": tt.data, "android": map[string]any{"priority": "high"},
 			})
 		})
@@ -433,11 +449,11 @@ func TestOutcomes(t *testing.T) {
 		{"APNs delivered", nil, mmMessage("apple_rn", "good"), "OK", ""},
 		{"APNs Unregistered -> REMOVE", func() { h.apple.KillToken("gone", "Unregistered") }, mmMessage("apple_rn", "gone"), "REMOVE", ""},
 		{"APNs BadDeviceToken -> REMOVE", func() { h.apple.KillToken("bad", "BadDeviceToken") }, mmMessage("apple_rn", "bad"), "REMOVE", ""},
-		{"APNs 500 is not REMOVE", func() { h.apple.Fail(sandbox.Fault{Status: 500, Count: 1}) }, mmMessage("apple_rn", "good"), "FAIL", "InternalServerError"},
+		{"APNs 500 is not REMOVE: kept for retry", func() { h.apple.Fail(sandbox.Fault{Status: 500, Count: 1}) }, mmMessage("apple_rn", "good"), "OK", ""},
 		{"APNs TopicDisallowed -> FAIL with Apple's reason", func() { h.apple.Fail(sandbox.Fault{Status: 400, Reason: "TopicDisallowed", Count: 1}) }, mmMessage("apple_rn", "good"), "FAIL", "TopicDisallowed"},
 		{"FCM UNREGISTERED -> REMOVE", func() { h.google.KillToken("fgone", "UNREGISTERED") }, mmMessage("android_rn", "fgone"), "REMOVE", ""},
 		{"FCM SENDER_ID_MISMATCH -> REMOVE", func() { h.google.KillToken("fother", "SENDER_ID_MISMATCH") }, mmMessage("android_rn", "fother"), "REMOVE", ""},
-		{"FCM 503 is not REMOVE", func() { h.google.Fail(sandbox.Fault{Status: 503}) }, mmMessage("android_rn", "fgood"), "FAIL", ""},
+		{"FCM 503 is not REMOVE: kept for retry", func() { h.google.Fail(sandbox.Fault{Status: 503}) }, mmMessage("android_rn", "fgood"), "OK", ""},
 		{"unknown platform -> FAIL", nil, mmMessage("windows_phone", "x"), "FAIL", "platform is not configured"},
 		{"missing server_id -> FAIL", nil, &model.PushNotification{Platform: "apple_rn", DeviceId: "x", Type: "message"}, "FAIL", "server_id is missing"},
 		{"missing device_id -> FAIL", nil, &model.PushNotification{Platform: "apple_rn", ServerId: "s", Type: "message"}, "FAIL", "device_id is missing"},

@@ -1,12 +1,14 @@
 package relay
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pushrelay/pushrelay/policy"
+	"github.com/pushrelay/pushrelay/relay/spool"
 )
 
 // Outcomes of a notification, the values of the `outcome` label.
@@ -34,6 +36,7 @@ type metrics struct {
 	inFlight        prometheus.Gauge
 	egressDenied    *prometheus.CounterVec
 	credExpiry      *prometheus.GaugeVec
+	redeliveries    prometheus.Counter
 }
 
 func newMetrics(version string) *metrics {
@@ -82,18 +85,46 @@ func newMetrics(version string) *metrics {
 			Help: "When an app's certificate expires (Unix time); absent for keys that do not expire.",
 		}, []string{"app"}),
 	}
+	m.redeliveries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pushrelay_spool_redeliveries_total",
+		Help: "Attempts made from the spool at notifications an earlier attempt failed to deliver.",
+	})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pushrelay_build_info",
 		Help: "Always 1; the version label says which build runs.",
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	m.reg.MustRegister(m.notifications, m.providerSeconds, m.providerErrors, m.fieldsRemoved,
-		m.requests, m.rejected, m.requestSeconds, m.inFlight, m.egressDenied, m.credExpiry, build,
+		m.requests, m.rejected, m.requestSeconds, m.inFlight, m.egressDenied, m.credExpiry, m.redeliveries, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, f := range policy.Fields() {
 		m.fieldsRemoved.WithLabelValues(f.String()) // export zeros: a dashboard sees the field exists
 	}
 	return m
+}
+
+// watchSpool exports the spool's depth and the age of its oldest entry,
+// read at scrape time.
+func (m *metrics) watchSpool(sp *spool.Spool) {
+	stats := func() (int64, time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, oldest, err := sp.Stats(ctx)
+		if err != nil {
+			return -1, -1
+		}
+		return n, oldest
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pushrelay_spool_messages",
+			Help: "Notifications kept for redelivery (-1 when the spool cannot be read).",
+		}, func() float64 { n, _ := stats(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pushrelay_spool_oldest_age_seconds",
+			Help: "Age of the oldest notification kept for redelivery; 0 when none.",
+		}, func() float64 { _, age := stats(); return age.Seconds() }),
+	)
 }
 
 func (m *metrics) removed(s policy.FieldSet) {

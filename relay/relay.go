@@ -17,6 +17,7 @@ import (
 	"github.com/pushrelay/pushrelay/providers/egress"
 	"github.com/pushrelay/pushrelay/providers/fcm"
 	"github.com/pushrelay/pushrelay/providers/upstream"
+	"github.com/pushrelay/pushrelay/relay/spool"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
@@ -24,10 +25,13 @@ import (
 // It is safe for concurrent use; Reload swaps policy and providers
 // atomically.
 type Relay struct {
-	state   atomic.Pointer[state]
-	metrics *metrics
-	log     *slog.Logger
-	audit   slog.Level // level of the per-push line when delivered
+	state      atomic.Pointer[state]
+	metrics    *metrics
+	log        *slog.Logger
+	audit      slog.Level // level of the per-push line when delivered
+	spool      *spool.Spool
+	maxAge     time.Duration // spool.max_age: a notification's whole life
+	firstRetry time.Duration // delivery.backoff.initial
 }
 
 // state is everything a reload replaces at once.
@@ -45,10 +49,12 @@ type app struct {
 	provider   string // apns, fcm or upstream: a metric label
 	send       providers.Provider
 	certExpiry time.Time // zero when the credential does not expire
+	breaker    *breaker  // kept across reloads
 }
 
 func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
-	r := &Relay{metrics: m, log: log, audit: slog.LevelDebug}
+	r := &Relay{metrics: m, log: log, audit: slog.LevelDebug,
+		maxAge: cfg.Spool.MaxAge, firstRetry: cfg.Delivery.Backoff.Initial}
 	if cfg.Log.Audit {
 		r.audit = slog.LevelInfo
 	}
@@ -79,8 +85,14 @@ func (r *Relay) build(cfg *Config) (*state, error) {
 		return nil, err
 	}
 	st := &state{policy: pol, apps: map[string]*app{}, timeout: cfg.Delivery.Timeout, egress: eg}
+	old := r.state.Load()
 	for i, a := range cfg.Apps {
-		ap := &app{name: a.Platform}
+		ap := &app{name: a.Platform, breaker: &breaker{}}
+		if old != nil {
+			if prev := old.byName(a.Platform); prev != nil {
+				ap.breaker = prev.breaker
+			}
+		}
 		switch {
 		case a.APNs != nil:
 			p, err := apns.New(*a.APNs, eg)
@@ -177,6 +189,15 @@ func (st *state) all() []*app {
 	return out
 }
 
+// byName returns the app configured for exactly this platform name ("*"
+// included), as the spool names them.
+func (st *state) byName(name string) *app {
+	if name == "*" {
+		return st.wildcard
+	}
+	return st.apps[name]
+}
+
 func (st *state) route(platform string) *app {
 	if a, ok := st.apps[platform]; ok {
 		return a
@@ -210,12 +231,17 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	out, removed := st.policy.Apply(n)
 	r.metrics.removed(removed.Fields)
 
-	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.timeout)
-	start := time.Now()
-	res := a.send.Send(sendCtx, &out)
-	cancel()
-	elapsed := time.Since(start)
-	r.metrics.sent(a.provider, elapsed)
+	accepted := time.Now()
+	var res providers.Result
+	var elapsed time.Duration
+	if a.breaker.allow(accepted) {
+		// Once accepted, a notification is sent even if Mattermost hangs up.
+		res, elapsed = r.send(context.WithoutCancel(ctx), st, a, &out, providers.Attempt{Expires: accepted.Add(r.maxAge)})
+	} else {
+		// The provider keeps failing: do not make Mattermost wait on it;
+		// the spool's redeliveries probe it.
+		res = providers.Retryable("provider_failing", 0, errProviderFailing)
+	}
 
 	var outcome string
 	var resp wire.Response
@@ -224,20 +250,18 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 		outcome, resp = outcomeDelivered, wire.OK()
 	case providers.TokenDead:
 		outcome, resp = outcomeRemoved, wire.Remove()
+	case providers.Retry:
+		outcome, resp = r.keep(ctx, a, &out, accepted, res)
 	default:
-		// Retry and Failed both end here until the spool can hold retries.
 		outcome, resp = outcomeFailed, wire.Fail(res.Err)
-	}
-	if res.Outcome != providers.Delivered {
-		r.metrics.providerErrors.WithLabelValues(a.provider, res.Reason).Inc()
 	}
 	r.metrics.notifications.WithLabelValues(a.name, a.provider, typ, outcome).Inc()
 
 	level := r.audit
-	switch res.Outcome {
-	case providers.TokenDead:
+	switch {
+	case res.Outcome == providers.TokenDead:
 		level = slog.LevelInfo
-	case providers.Retry, providers.Failed:
+	case outcome == outcomeFailed:
 		level = slog.LevelWarn
 	}
 	if r.log.Enabled(ctx, level) {
@@ -254,4 +278,40 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 		r.log.LogAttrs(ctx, level, "push", attrs...)
 	}
 	return resp
+}
+
+// errProviderFailing is the reason a notification skipped its direct
+// attempt and went straight to the spool.
+var errProviderFailing = errors.New("provider is failing; kept for redelivery")
+
+// send makes one attempt under delivery.timeout and records it.
+func (r *Relay) send(ctx context.Context, st *state, a *app, n *wire.Notification, at providers.Attempt) (providers.Result, time.Duration) {
+	sendCtx, cancel := context.WithTimeout(providers.WithAttempt(ctx, at), st.timeout)
+	start := time.Now()
+	res := a.send.Send(sendCtx, n)
+	cancel()
+	elapsed := time.Since(start)
+	r.metrics.sent(a.provider, elapsed)
+	if res.Outcome != providers.Delivered {
+		r.metrics.providerErrors.WithLabelValues(a.provider, res.Reason).Inc()
+	}
+	if opened, closed := a.breaker.record(res.Outcome == providers.Retry); opened {
+		r.log.Warn("provider keeps failing: new notifications go straight to the spool", "app", a.name, "provider", a.provider)
+	} else if closed {
+		r.log.Info("provider recovered", "app", a.name, "provider", a.provider)
+	}
+	return res, elapsed
+}
+
+// keep writes a notification whose send is worth retrying to the spool
+// and answers OK once it is durable; if the spool cannot take it, the
+// answer is FAIL with both reasons.
+func (r *Relay) keep(ctx context.Context, a *app, n *wire.Notification, accepted time.Time, res providers.Result) (string, wire.Response) {
+	e := spool.Entry{App: a.name, Notification: *n, AppVersion: n.AppVersion, Accepted: accepted}
+	putCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := r.spool.Put(putCtx, e, max(res.RetryAfter, r.firstRetry)); err != nil {
+		return outcomeFailed, wire.Fail(fmt.Errorf("%v; not kept for retry: %w", res.Err, err))
+	}
+	return outcomeSpooled, wire.OK()
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pushrelay/pushrelay/relay/spool"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
@@ -50,10 +51,17 @@ type Server struct {
 // It reads credential files but opens no connection and no listener.
 func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
 	m := newMetrics(Version)
+	// Credentials first: a bad key file should not leave a spool behind.
 	r, err := newRelay(cfg, m, log)
 	if err != nil {
 		return nil, err
 	}
+	sp, err := spool.Open(cfg.Spool, spool.Backoff{Initial: cfg.Delivery.Backoff.Initial, Max: cfg.Delivery.Backoff.Max}, log)
+	if err != nil {
+		return nil, err
+	}
+	r.spool = sp
+	m.watchSpool(sp)
 	s := &Server{
 		relay:    r,
 		metrics:  m,
@@ -64,6 +72,7 @@ func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
 	}
 	a, err := newAuthorizer(cfg.Auth)
 	if err != nil {
+		sp.Close(context.Background())
 		return nil, err
 	}
 	s.auth.Store(a)
@@ -79,6 +88,7 @@ func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
 	if cfg.TLS.CertFile != "" {
 		tc, err := serverTLS(cfg.TLS)
 		if err != nil {
+			sp.Close(context.Background())
 			return nil, err
 		}
 		s.tls.Store(tc)
@@ -119,8 +129,31 @@ func serverTLS(c TLSConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// Start opens the listeners and serves in the background.
+// Check loads everything cfg names (provider credentials, secrets, TLS
+// certificates) as NewServer would, without opening the spool, a listener
+// or a connection. Errors name the key at fault.
+func Check(cfg *Config) error {
+	r := &Relay{metrics: newMetrics(Version), log: slog.New(slog.DiscardHandler)}
+	if _, err := r.build(cfg); err != nil {
+		return err
+	}
+	if _, err := newAuthorizer(cfg.Auth); err != nil {
+		return err
+	}
+	if cfg.TLS.CertFile != "" {
+		if _, err := serverTLS(cfg.TLS); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start starts redelivering from the spool, opens the listeners and serves
+// in the background.
 func (s *Server) Start() error {
+	if err := s.relay.consume(); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.ingress.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -198,13 +231,15 @@ func (s *Server) Reload(cfg *Config) error {
 	if tc != nil {
 		s.tls.Store(tc)
 	}
-	return nil
+	return s.relay.consume()
 }
 
-// Shutdown stops accepting requests and waits, until ctx ends, for the
-// in-flight ones to be answered.
+// Shutdown stops accepting requests, waits (until ctx ends) for the
+// in-flight ones to be answered, each delivered or durably spooled, then
+// closes the spool, whose entries wait on disk for the next start.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.ingress.Shutdown(ctx)
+	err = errors.Join(err, s.relay.spool.Close(ctx))
 	if s.metricsSrv != nil {
 		err = errors.Join(err, s.metricsSrv.Shutdown(ctx))
 	}
@@ -402,9 +437,17 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, wire.OK())
 }
 
-// readyz answers 200 when every app's credentials are usable.
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+// readyz answers 200 when the spool can be written and every app's
+// credentials are usable.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	var problems []string
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	// A full spool still delivers directly, so it stays ready (and says so
+	// in pushrelay_spool_messages); a spool that cannot be written is not.
+	if err := s.relay.spool.Check(ctx); err != nil && !errors.Is(err, spool.ErrFull) {
+		problems = append(problems, "spool: "+err.Error())
+	}
 	now := time.Now()
 	for _, a := range s.relay.state.Load().all() {
 		if !a.certExpiry.IsZero() && now.After(a.certExpiry) {

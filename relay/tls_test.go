@@ -84,6 +84,7 @@ func TestTLSIngressWithClientCertificates(t *testing.T) {
 	cfg.Listen, cfg.Metrics.Listen = "127.0.0.1:0", ""
 	cfg.TLS = relay.TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.caFile}
 	cfg.Egress.CAFile = creds.CAFile
+	cfg.Spool.Dir = t.TempDir()
 	yaml := `apps: [{platform: apple_rn, apns: {topic: com.mattermost.rn, auth_key_file: "` + creds.APNsKeyFile +
 		`", key_id: ` + creds.KeyID + `, team_id: ` + creds.TeamID + `, endpoint: "` + apple.URL() + `"}}]`
 	parsed, err := relay.ParseConfig([]byte(yaml), nil)

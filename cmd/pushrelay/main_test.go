@@ -79,11 +79,12 @@ func serveWith(t *testing.T, policy string) *served {
 	s.base = fmt.Sprintf(`
 listen: %s
 metrics: {listen: ""}
+spool: {dir: %q}
 egress: {ca_file: %q}
 apps:
   - platform: apple_rn
     apns: {topic: com.mattermost.rn, auth_key_file: %q, key_id: %s, team_id: %s, endpoint: %q}
-`, s.addr, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL())
+`, s.addr, filepath.Join(dir, "spool"), creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL())
 	s.writePolicy(policy)
 	var ctx context.Context
 	ctx, s.stop = context.WithCancel(context.Background())

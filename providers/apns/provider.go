@@ -97,6 +97,12 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	ctx = context.WithValue(ctx, metaKey{}, meta)
 
 	an := Build(n, p.topic)
+	if a, ok := providers.AttemptFrom(ctx); ok {
+		an.Expiration = a.Expires
+		if a.Redelivery && n.AckID != "" && len(n.AckID) <= 64 {
+			an.CollapseID = n.AckID
+		}
+	}
 	// A token is hex in practice; anything else still reaches Apple intact
 	// (and is refused there), never as a different path or query.
 	an.DeviceToken = url.PathEscape(an.DeviceToken)

@@ -107,7 +107,13 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	defer cancel()
 	a := &attempt{cancel: cancel}
 	a.deadline, _ = ctx.Deadline()
-	_, err := p.client.Send(context.WithValue(sendCtx, attemptKey{}, a), Build(n))
+	msg := Build(n)
+	if at, ok := providers.AttemptFrom(ctx); ok && !at.Expires.IsZero() {
+		// FCM keeps the message for a phone that is offline no longer than it is worth.
+		ttl := max(time.Until(at.Expires).Truncate(time.Second), 0)
+		msg.Android.TTL = &ttl
+	}
+	_, err := p.client.Send(context.WithValue(sendCtx, attemptKey{}, a), msg)
 	if err == nil {
 		return providers.Delivery()
 	}

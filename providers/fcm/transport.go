@@ -38,6 +38,14 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
+	if d, ok := r.Context().Deadline(); ok && time.Until(d) < minRequestTime {
+		// Too late to get an answer: a request sent now could be delivered
+		// and still count as a timeout, which makes the retry a duplicate.
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, context.DeadlineExceeded
+	}
 	r2 := r.Clone(r.Context())
 	r2.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
 	resp, err := t.base.RoundTrip(r2)
@@ -53,6 +61,10 @@ func (t *transport) CloseIdleConnections() {
 		c.CloseIdleConnections()
 	}
 }
+
+// minRequestTime is the least time left before the deadline for which a
+// request (one of the SDK's own retries, typically) is still sent.
+const minRequestTime = 100 * time.Millisecond
 
 // attemptKey is the context key of a Send's *attempt.
 type attemptKey struct{}

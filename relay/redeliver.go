@@ -1,0 +1,112 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushrelay/pushrelay/providers"
+	"github.com/pushrelay/pushrelay/relay/spool"
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// redeliver is the spool's delivery callback: one more attempt at a kept
+// notification, through the app's current provider.
+func (r *Relay) redeliver(ctx context.Context, e spool.Entry, attempt int) spool.Verdict {
+	st := r.state.Load()
+	n := e.Notification
+	n.AppVersion = e.AppVersion
+	typ := wire.TypeLabel(n.Type)
+	a := st.byName(e.App)
+	if a == nil {
+		r.metrics.notifications.WithLabelValues("unknown", "none", typ, outcomeFailed).Inc()
+		r.log.Warn("kept notification dropped: its app is no longer configured", "app", e.App, "token", wire.TokenHash(n.DeviceID))
+		return spool.Verdict{Done: true}
+	}
+	r.metrics.redeliveries.Inc()
+	res, _ := r.send(ctx, st, a, &n, providers.Attempt{Expires: e.Deadline(r.maxAge), Redelivery: true})
+	var outcome string
+	level := r.audit
+	switch res.Outcome {
+	case providers.Delivered:
+		outcome = outcomeDelivered
+	case providers.TokenDead:
+		// Mattermost got OK long ago and can no longer be told to drop the device.
+		outcome, level = outcomeRemoved, slog.LevelInfo
+	case providers.Failed:
+		outcome, level = outcomeFailed, slog.LevelWarn
+	default:
+		return spool.Verdict{RetryAfter: res.RetryAfter}
+	}
+	r.metrics.notifications.WithLabelValues(a.name, a.provider, typ, outcome).Inc()
+	if r.log.Enabled(ctx, level) {
+		attrs := []slog.Attr{slog.String("app", a.name), slog.String("provider", a.provider), slog.String("type", typ),
+			slog.String("outcome", outcome), slog.String("token", wire.TokenHash(n.DeviceID)), slog.Int("attempt", attempt)}
+		if res.Err != nil {
+			attrs = append(attrs, slog.String("reason", res.Reason), slog.String("error", res.Err.Error()))
+		}
+		r.log.LogAttrs(ctx, level, "redelivery", attrs...)
+	}
+	return spool.Verdict{Done: true}
+}
+
+// expired counts a kept notification that outlived spool.max_age: it is
+// dropped, never delivered late.
+func (r *Relay) expired(e spool.Entry) {
+	app, provider := e.App, "none"
+	if a := r.state.Load().byName(e.App); a != nil {
+		provider = a.provider
+	}
+	r.metrics.notifications.WithLabelValues(app, provider, wire.TypeLabel(e.Notification.Type), outcomeExpired).Inc()
+	r.log.Warn("kept notification expired undelivered", "app", app, "provider", provider,
+		"token", wire.TokenHash(e.Notification.DeviceID), "age", time.Since(e.Accepted).Round(time.Second).String())
+}
+
+// consume points the spool's consumers at the apps configured now.
+func (r *Relay) consume() error {
+	return r.spool.Consume(r.state.Load().appNames(), r.redeliver, r.expired)
+}
+
+// appNames lists the configured platform names, as the spool's consumers are keyed.
+func (st *state) appNames() []string {
+	names := make([]string, 0, len(st.apps)+1)
+	for _, a := range st.all() {
+		names = append(names, a.name)
+	}
+	return names
+}
+
+// breaker notices a provider that keeps failing, so new notifications for
+// it skip the doomed attempt and go straight to the spool. While open, one
+// direct attempt every probeEvery still goes through, and any answer that
+// is not "retry later" (from a probe or a redelivery) closes it.
+type breaker struct {
+	failures  atomic.Int32
+	lastProbe atomic.Int64 // Unix nanoseconds of the last attempt let through while open
+}
+
+const (
+	breakerThreshold = 5
+	probeEvery       = 2 * time.Second
+)
+
+// allow reports whether a direct attempt should be made now.
+func (b *breaker) allow(now time.Time) bool {
+	if b.failures.Load() < breakerThreshold {
+		return true
+	}
+	last := b.lastProbe.Load()
+	if now.UnixNano()-last < int64(probeEvery) {
+		return false
+	}
+	return b.lastProbe.CompareAndSwap(last, now.UnixNano())
+}
+
+// record notes an attempt's result and reports a change of state.
+func (b *breaker) record(retry bool) (opened, closed bool) {
+	if retry {
+		return b.failures.Add(1) == breakerThreshold, false
+	}
+	return false, b.failures.Swap(0) >= breakerThreshold
+}

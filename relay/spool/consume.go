@@ -1,0 +1,328 @@
+package spool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// handlers are the callbacks of the latest Consume call; every worker
+// reads them per entry, so a reload takes effect at once.
+type handlers struct {
+	deliver   Deliver
+	onExpired func(Entry)
+}
+
+// worker fetches one app's entries.
+type worker struct {
+	app    string
+	cons   jetstream.Consumer
+	sem    chan struct{} // one token per deliver call in flight
+	cancel context.CancelFunc
+}
+
+// Consume starts redelivering the entries of apps: one durable pull
+// consumer per app, each with at most 64 deliver calls in flight, so one
+// app's outage never holds up another.
+//
+// For each entry: past its deadline (Accepted + max_age), onExpired(e) is
+// called and the entry removed without calling deliver; not yet due (its
+// notBefore), it is handed back until it is; otherwise deliver is called.
+// Done removes it; !Done hands it back for max(backoff(attempt),
+// RetryAfter), or, when that would pass its deadline, expires it at once
+// (onExpired, removed): it could never be delivered in time.
+//
+// Calling Consume again (config reload) replaces the callbacks at once and
+// the set of consumers: apps no longer listed stop being fetched (their
+// in-flight calls finish), their entries stay in the stream until its age
+// limit. onExpired may be nil.
+func (s *Spool) Consume(apps []string, deliver Deliver, onExpired func(Entry)) error {
+	if deliver == nil {
+		return errors.New("spool: consume: deliver is nil")
+	}
+	if onExpired == nil {
+		onExpired = func(Entry) {}
+	}
+	want := map[string]bool{}
+	for _, a := range apps {
+		if a == "" {
+			return errors.New("spool: consume: empty app name")
+		}
+		want[a] = true
+	}
+
+	s.consume.Lock()
+	defer s.consume.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	have := make(map[string]bool, len(s.workers))
+	for a := range s.workers {
+		have[a] = true
+	}
+	s.mu.Unlock()
+
+	// Consumers for the new apps first: on error nothing changes.
+	created := map[string]jetstream.Consumer{}
+	ctx, cancel := context.WithTimeout(s.fetchCtx, s.tune.opTimeout)
+	defer cancel()
+	for a := range want {
+		if have[a] {
+			continue
+		}
+		cons, err := s.consumer(ctx, a)
+		if err != nil {
+			if s.isClosed() {
+				return ErrClosed
+			}
+			return fmt.Errorf("spool: consumer for app %q: %w", a, err)
+		}
+		created[a] = cons
+	}
+
+	s.handlers.Store(&handlers{deliver: deliver, onExpired: onExpired})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	for a, w := range s.workers {
+		if !want[a] {
+			w.cancel()
+			delete(s.workers, a)
+		}
+	}
+	for a, cons := range created {
+		ctx, cancel := context.WithCancel(s.fetchCtx)
+		w := &worker{app: a, cons: cons, sem: make(chan struct{}, s.tune.maxInFlight), cancel: cancel}
+		s.workers[a] = w
+		s.loops.Add(1)
+		go s.run(ctx, w)
+	}
+	return nil
+}
+
+// consumer creates app's durable consumer, or adopts and updates it.
+func (s *Spool) consumer(ctx context.Context, app string) (jetstream.Consumer, error) {
+	return s.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		Durable:       consumerName(app),
+		Description:   "pushrelay spool: one app's redeliveries",
+		FilterSubject: subject(app),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.tune.ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: -1, // entries waiting out a backoff count as pending
+	})
+}
+
+// repair recreates what an operator (or a JetStream that lost its state)
+// may have deleted under a failing fetch loop: the stream, app's consumer.
+func (s *Spool) repair(ctx context.Context, w *worker) {
+	ctx, cancel := context.WithTimeout(ctx, s.tune.opTimeout)
+	defer cancel()
+	cons, err := s.consumer(ctx, w.app)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = ensureStream(ctx, s.js, s.cfg); err == nil {
+			s.log.Warn("spool: stream was gone; created it again", "stream", StreamName)
+			cons, err = s.consumer(ctx, w.app)
+		}
+	}
+	if err == nil {
+		w.cons = cons // only this worker's loop uses w.cons
+	}
+}
+
+// run is one app's fetch loop: it pulls as many entries as it has free
+// delivery slots and hands each to its own goroutine.
+func (s *Spool) run(ctx context.Context, w *worker) {
+	defer s.loops.Done()
+	failing := false
+	for {
+		// One slot at least, then whatever else is free now.
+		select {
+		case w.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+	fill:
+		for n < cap(w.sem) {
+			select {
+			case w.sem <- struct{}{}:
+				n++
+			default:
+				break fill
+			}
+		}
+
+		fctx, cancel := context.WithTimeout(ctx, s.tune.fetchWait)
+		batch, err := w.cons.Fetch(n, jetstream.FetchContext(fctx))
+		got := 0
+		if err == nil {
+			for m := range batch.Messages() {
+				got++
+				s.inflight.Add(1)
+				go s.handle(w, m)
+			}
+			err = batch.Error()
+		}
+		cancel()
+		for range n - got {
+			<-w.sem
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			if !failing {
+				s.log.Warn("spool: fetching failed", "app", w.app, "error", err.Error())
+				failing = true
+			}
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
+			s.repair(ctx, w)
+			continue
+		}
+		if failing {
+			s.log.Info("spool: fetching again", "app", w.app)
+			failing = false
+		}
+	}
+}
+
+// handle decides one fetched entry's fate.
+func (s *Spool) handle(w *worker, m jetstream.Msg) {
+	defer s.inflight.Done()
+	defer func() { <-w.sem }()
+	h := s.handlers.Load()
+
+	md, err := m.Metadata()
+	if err != nil {
+		s.log.Error("spool: entry without metadata", "app", w.app, "error", err.Error())
+		return // it comes back after the ack wait
+	}
+	var e Entry
+	if err := json.Unmarshal(m.Data(), &e); err != nil {
+		s.log.Error("spool: unreadable entry dropped", "app", w.app, "seq", md.Sequence.Stream, "error", err.Error())
+		if err := m.TermWithReason("unreadable"); err != nil {
+			s.log.Warn("spool: dropping unreadable entry failed", "app", w.app, "error", err.Error())
+		}
+		return
+	}
+	e.Notification.AppVersion = e.AppVersion
+	token := wire.TokenHash(e.Notification.DeviceID)
+
+	now := time.Now()
+	deadline := e.Deadline(s.cfg.MaxAge)
+	if !now.Before(deadline) {
+		s.expire(w, m, e, h, token)
+		return
+	}
+	nb, hasNB := notBefore(m)
+	if hasNB && now.Before(nb) {
+		if !nb.Before(deadline) {
+			s.expire(w, m, e, h, token)
+			return
+		}
+		// Not due: back until it is. This delivery is not an attempt.
+		if err := m.NakWithDelay(nb.Sub(now)); err != nil {
+			s.log.Warn("spool: handing back failed", "app", w.app, "token", token, "error", err.Error())
+		}
+		return
+	}
+
+	attempt := int(md.NumDelivered)
+	if hasNB {
+		attempt-- // its first delivery was (taken to be) the early hand-back
+	}
+	attempt = max(attempt, 1)
+	v := s.deliver(m, e, attempt, h.deliver)
+	if v.Done {
+		if err := s.ack(m); err != nil {
+			s.log.Warn("spool: removing a finished entry failed; it may be delivered again",
+				"app", w.app, "attempt", attempt, "token", token, "error", err.Error())
+		}
+		return
+	}
+	if s.dctx.Err() != nil {
+		// Closing: hand it straight back, to another relay if there is one.
+		_ = m.Nak()
+		return
+	}
+	delay := max(s.backoff.Delay(attempt), v.RetryAfter)
+	if !time.Now().Add(delay).Before(deadline) {
+		s.expire(w, m, e, h, token)
+		return
+	}
+	if err := m.NakWithDelay(delay); err != nil {
+		s.log.Warn("spool: scheduling a redelivery failed", "app", w.app, "attempt", attempt, "token", token, "error", err.Error())
+		return
+	}
+	s.log.Debug("spool: redelivery failed", "app", w.app, "attempt", attempt, "token", token, "next_in", delay)
+}
+
+// deliver runs the callback, telling JetStream every third of the ack
+// wait that the entry is still being worked on, so a slow attempt is never
+// handed to another relay meanwhile.
+func (s *Spool) deliver(m jetstream.Msg, e Entry, attempt int, deliver Deliver) Verdict {
+	ctx, cancel := context.WithCancel(s.dctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(s.tune.ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = m.InProgress()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return deliver(ctx, e, attempt)
+}
+
+// expire removes an entry that can no longer be delivered in time and
+// reports it. If the removal fails the entry comes back and is reported
+// then, so it is counted once.
+func (s *Spool) expire(w *worker, m jetstream.Msg, e Entry, h *handlers, token string) {
+	if err := s.ack(m); err != nil {
+		s.log.Warn("spool: removing an expired entry failed", "app", w.app, "token", token, "error", err.Error())
+		return
+	}
+	s.log.Debug("spool: entry expired", "app", w.app, "token", token, "age", time.Since(e.Accepted).Round(time.Millisecond))
+	h.onExpired(e)
+}
+
+// ack removes an entry and waits for JetStream to confirm it.
+func (s *Spool) ack(m jetstream.Msg) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.tune.opTimeout)
+	defer cancel()
+	return m.DoubleAck(ctx)
+}
+
+// notBefore reads the due time Put recorded, if any.
+func notBefore(m jetstream.Msg) (time.Time, bool) {
+	v := m.Headers().Get(hdrNotBefore)
+	if v == "" {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}

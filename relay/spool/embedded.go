@@ -1,0 +1,78 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// startEmbedded runs the in-process JetStream on cfg.Dir: no listener,
+// file store, every write fsynced before it is acknowledged. The directory
+// is locked so that two relays never share one store.
+func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, func(), error) {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("spool.dir: %w", err)
+	}
+	unlock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool.dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName:             "pushrelay-spool",
+		DontListen:             true,
+		JetStream:              true,
+		StoreDir:               cfg.Dir,
+		SyncAlways:             true,
+		JetStreamMaxStore:      2*cfg.MaxBytes + 64<<20, // room for the stream's bound, whatever the disk reports
+		NoSigs:                 true,
+		DisableJetStreamBanner: true,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("spool.dir: embedded JetStream: %w", err)
+	}
+	sl := &serverLog{log: log}
+	ns.SetLogger(sl, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(30*time.Second) || !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		unlock()
+		if msg := sl.fatal.Load(); msg != nil {
+			return nil, nil, fmt.Errorf("spool.dir: embedded JetStream: %s", *msg)
+		}
+		return nil, nil, errors.New("spool.dir: embedded JetStream did not start")
+	}
+	return ns, unlock, nil
+}
+
+// serverLog passes the embedded server's log on to slog: notices as debug,
+// warnings and errors as such. It keeps the last fatal message, which the
+// server logs (and then carries on without JetStream) when it cannot start.
+type serverLog struct {
+	log   *slog.Logger
+	fatal atomic.Pointer[string]
+}
+
+func (l *serverLog) Noticef(format string, v ...any) {
+	l.log.Debug("spool: nats: " + fmt.Sprintf(format, v...))
+}
+func (l *serverLog) Warnf(format string, v ...any) {
+	l.log.Warn("spool: nats: " + fmt.Sprintf(format, v...))
+}
+func (l *serverLog) Errorf(format string, v ...any) {
+	l.log.Error("spool: nats: " + fmt.Sprintf(format, v...))
+}
+func (l *serverLog) Debugf(string, ...any) {}
+func (l *serverLog) Tracef(string, ...any) {}
+func (l *serverLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.fatal.Store(&msg)
+	l.log.Error("spool: nats: " + msg)
+}

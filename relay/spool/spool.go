@@ -1,0 +1,459 @@
+// Package spool is pushrelay's durable retry queue: notifications whose
+// delivery failed for a reason worth retrying wait here and are redelivered
+// with exponential backoff until they are delivered, found dead, or too old.
+//
+// It runs on NATS JetStream: by default a server embedded in the process
+// (no network listener, file store under spool.dir, every write fsynced),
+// or, when spool.nats_url is set, an external JetStream (a cluster shared by
+// several relays, which then split the work).
+//
+// Layout: one work-queue stream, PUSHRELAY_SPOOL, with one subject per app
+// (pushrelay.spool.<hex of the app name>) and one durable pull consumer per
+// app (pushrelay_<hex of the app name>), so one app's outage never holds up
+// another's redeliveries. Relays that share an external JetStream use the
+// same consumer names and so never deliver one entry twice at once.
+//
+// Attempts: the attempt number given to Deliver is the consumer's delivery
+// count, minus one for an entry put with a notBefore (its first delivery is
+// taken to be the early one that is handed back unattempted), and never
+// less than 1. It is exact in the common case; when a relay restarts, or
+// when a spooled entry is first seen after it is already due, an attempt
+// number may repeat, which only makes one backoff step shorter.
+//
+// What it stores is the policy's output: nothing unstripped reaches the
+// disk. What it logs is the app, the attempt and the device token only as
+// wire.TokenHash, never content.
+package spool
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// Names in JetStream. Relays sharing an external JetStream must agree on them.
+const (
+	// StreamName is the JetStream stream that holds the spool.
+	StreamName = "PUSHRELAY_SPOOL"
+	// SubjectPrefix starts every spool subject; the app name follows, hex encoded.
+	SubjectPrefix = "pushrelay.spool."
+	// ConsumerPrefix starts every durable consumer name; the app name follows, hex encoded.
+	ConsumerPrefix = "pushrelay_"
+
+	// hdrNotBefore carries the time (Unix nanoseconds) before which an entry
+	// must not be delivered.
+	hdrNotBefore = "Pushrelay-Not-Before"
+)
+
+// ErrFull is returned (wrapped) by Put when max_messages/max_bytes is
+// reached; the error text says which bound and the key (spool.max_messages
+// / spool.max_bytes). Test with errors.Is.
+var ErrFull = errors.New("spool is full")
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("spool is closed")
+
+// Entry is one notification waiting for redelivery. Notification is the policy's OUTPUT (never unstripped content).
+type Entry struct {
+	App          string            `json:"app"` // the configured platform name it is routed to (may be "*")
+	Notification wire.Notification `json:"n"`
+	AppVersion   int               `json:"v"`  // wire.Notification.AppVersion is json:"-", so it travels here
+	Accepted     time.Time         `json:"at"` // when the relay first accepted it; deadline = Accepted + MaxAge
+}
+
+// Deadline is the time after which e is dropped instead of delivered.
+func (e Entry) Deadline(maxAge time.Duration) time.Time { return e.Accepted.Add(maxAge) }
+
+// Verdict is the deliver callback's answer.
+type Verdict struct {
+	Done       bool          // delivered, token dead or failed for good: remove it
+	RetryAfter time.Duration // when !Done: wait at least this long
+}
+
+// Deliver tries one entry; attempt is 1 for the first redelivery. It must
+// honour ctx, which is cancelled when Close runs out of time. The entry it
+// gets has Notification.AppVersion set from AppVersion.
+type Deliver func(ctx context.Context, e Entry, attempt int) Verdict
+
+// tuning holds the timings tests shorten.
+type tuning struct {
+	ackWait     time.Duration // an entry handed out and neither acked nor nakked comes back after this
+	fetchWait   time.Duration // lifetime of one pull request
+	maxInFlight int           // concurrent deliver calls per app
+	closeGrace  time.Duration // after Close's ctx ends, how long cancelled deliver calls get to return
+	opTimeout   time.Duration // stream and consumer set-up, acks
+}
+
+var defaultTuning = tuning{
+	ackWait:     30 * time.Second,
+	fetchWait:   5 * time.Second,
+	maxInFlight: 64,
+	closeGrace:  time.Second,
+	opTimeout:   10 * time.Second,
+}
+
+// Spool is the durable retry queue. It is safe for concurrent use.
+type Spool struct {
+	cfg     Config
+	backoff Backoff
+	log     *slog.Logger
+	tune    tuning
+
+	ns     *server.Server // the embedded server; nil with an external JetStream
+	unlock func()         // releases spool.dir; nil with an external JetStream
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+
+	stopFetch context.CancelFunc // stops every fetch loop (Close)
+	fetchCtx  context.Context
+	dctx      context.Context // given to deliver; cancelled when Close runs out of time
+	stopDel   context.CancelFunc
+
+	handlers atomic.Pointer[handlers]
+	consume  sync.Mutex // serializes Consume calls
+
+	mu       sync.Mutex
+	closed   bool
+	workers  map[string]*worker
+	loops    sync.WaitGroup // fetch loops; Add only under mu while !closed
+	inflight sync.WaitGroup // handle calls; Add only from a fetch loop
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the spool: it starts the embedded JetStream on cfg.Dir (or
+// connects to cfg.NATSURL), and creates the stream or adopts the existing
+// one, updating its bounds to cfg. Entries left by an earlier run (even one
+// that crashed) are kept and delivered once Consume is called. Zero fields
+// of cfg and backoff get their defaults. Errors name the key at fault:
+// "spool.dir: mkdir ...: permission denied", "spool.nats_url: ...".
+func Open(cfg Config, backoff Backoff, log *slog.Logger) (*Spool, error) {
+	return open(cfg, backoff, log, defaultTuning)
+}
+
+func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, backoff = cfg.WithDefaults(), backoff.WithDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Spool{cfg: cfg, backoff: backoff, log: log, tune: t, workers: map[string]*worker{}}
+	key := "spool.dir"
+	if cfg.NATSURL != "" {
+		key = "spool.nats_url"
+		nc, err := nats.Connect(cfg.NATSURL,
+			nats.Name("pushrelay"),
+			nats.MaxReconnects(-1),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warn("spool: disconnected from NATS", "error", err.Error())
+				}
+			}),
+			nats.ReconnectHandler(func(*nats.Conn) { log.Info("spool: reconnected to NATS") }),
+		)
+		if err != nil {
+			var uerr *url.Error // its text would quote the URL, password and all
+			if errors.As(err, &uerr) {
+				err = fmt.Errorf("invalid URL: %w", uerr.Err)
+			}
+			return nil, fmt.Errorf("spool.nats_url: %w", err)
+		}
+		s.nc = nc
+	} else {
+		ns, unlock, err := startEmbedded(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.ns, s.unlock = ns, unlock
+		nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("pushrelay-spool"))
+		if err != nil {
+			s.shutdown()
+			return nil, fmt.Errorf("spool.dir: connecting to the embedded JetStream: %w", err)
+		}
+		s.nc = nc
+	}
+	js, err := jetstream.New(s.nc)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), t.opTimeout)
+		s.stream, err = ensureStream(ctx, js, cfg)
+		cancel()
+	}
+	if err != nil {
+		s.shutdown()
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	s.js = js
+	s.fetchCtx, s.stopFetch = context.WithCancel(context.Background())
+	s.dctx, s.stopDel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// ensureStream creates the stream, or adopts the existing one and brings
+// the settings the spool owns up to date. Other settings an operator may
+// have chosen (replicas, placement) are kept.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
+	want := jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "pushrelay retry spool",
+		Subjects:    []string{SubjectPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      cfg.streamMaxAge(),
+		Duplicates:  cfg.duplicates(),
+		MaxMsgs:     cfg.MaxMessages,
+		MaxBytes:    cfg.MaxBytes,
+	}
+	for range 3 {
+		st, err := js.Stream(ctx, StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			st, err = js.CreateStream(ctx, want)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // another relay created it meanwhile: adopt it
+			}
+			if err != nil {
+				return nil, fmt.Errorf("creating stream %s: %w", StreamName, err)
+			}
+			return st, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", StreamName, err)
+		}
+		cur := st.CachedInfo().Config
+		if cur.Retention != jetstream.WorkQueuePolicy {
+			return nil, fmt.Errorf("stream %s exists with retention %s; the spool needs workqueue: delete the stream", StreamName, cur.Retention)
+		}
+		upd := cur
+		upd.Subjects, upd.Discard = want.Subjects, want.Discard
+		upd.MaxAge, upd.Duplicates = want.MaxAge, want.Duplicates
+		upd.MaxMsgs, upd.MaxBytes = want.MaxMsgs, want.MaxBytes
+		if slices.Equal(cur.Subjects, upd.Subjects) && cur.Discard == upd.Discard && cur.MaxAge == upd.MaxAge &&
+			cur.Duplicates == upd.Duplicates && cur.MaxMsgs == upd.MaxMsgs && cur.MaxBytes == upd.MaxBytes {
+			return st, nil
+		}
+		st, err = js.UpdateStream(ctx, upd)
+		if err != nil {
+			return nil, fmt.Errorf("updating stream %s: %w", StreamName, err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("stream %s: created and gone again", StreamName)
+}
+
+// subject is where app's entries are stored. Hex keeps any app name ("*"
+// included) a single valid subject token.
+func subject(app string) string { return SubjectPrefix + hex.EncodeToString([]byte(app)) }
+
+// consumerName is app's durable consumer: the same on every relay.
+func consumerName(app string) string {
+	h := hex.EncodeToString([]byte(app))
+	if len(h) > 200 { // consumer names are limited in length; subjects are not
+		sum := sha256.Sum256([]byte(app))
+		h = "h" + hex.EncodeToString(sum[:])
+	}
+	return ConsumerPrefix + h
+}
+
+// msgID is the deduplication key of a notification: its (ack_id,
+// device_id), hashed so that no token ends up in a header.
+func msgID(n wire.Notification) string {
+	sum := sha256.Sum256([]byte(n.AckID + "\x00" + n.DeviceID))
+	return "pr1-" + hex.EncodeToString(sum[:16])
+}
+
+// Put stores e for redelivery and returns only once it is durable
+// (embedded: fsynced; external: acknowledged by JetStream). It is not
+// delivered before now+notBefore (Retry-After or the first backoff step).
+//
+// A second Put of the same (ack_id, device_id) within max_age is accepted
+// and not stored twice; with an empty ack_id there is no deduplication.
+// A zero Accepted is set to now, a zero AppVersion taken from
+// e.Notification.AppVersion. When the spool is full the error wraps
+// ErrFull.
+func (s *Spool) Put(ctx context.Context, e Entry, notBefore time.Duration) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if e.App == "" {
+		return errors.New("spool: put: entry has no app")
+	}
+	now := time.Now()
+	if e.Accepted.IsZero() {
+		e.Accepted = now
+	}
+	if e.AppVersion == 0 {
+		e.AppVersion = e.Notification.AppVersion
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("spool: put: %w", err)
+	}
+	msg := nats.NewMsg(subject(e.App))
+	msg.Data = data
+	if notBefore > 0 {
+		msg.Header.Set(hdrNotBefore, strconv.FormatInt(now.Add(notBefore).UnixNano(), 10))
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName)}
+	if e.Notification.AckID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID(e.Notification)))
+	}
+	ack, err := s.js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		return s.putError(err)
+	}
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "spool: put", slog.String("app", e.App),
+			slog.String("token", wire.TokenHash(e.Notification.DeviceID)),
+			slog.Duration("not_before", notBefore), slog.Bool("duplicate", ack.Duplicate))
+	}
+	return nil
+}
+
+// putError maps JetStream's refusals onto ErrFull and the key to raise.
+func (s *Spool) putError(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch {
+		case strings.Contains(apiErr.Description, "maximum messages"):
+			return fmt.Errorf("%w: spool.max_messages (%d) reached", ErrFull, s.cfg.MaxMessages)
+		case strings.Contains(apiErr.Description, "maximum bytes"):
+			return fmt.Errorf("%w: spool.max_bytes (%d) reached", ErrFull, s.cfg.MaxBytes)
+		case apiErr.ErrorCode == 10047, apiErr.ErrorCode == 10023: // storage / resources exhausted
+			return fmt.Errorf("%w: JetStream has no storage left (%s)", ErrFull, apiErr.Description)
+		}
+	}
+	if s.isClosed() {
+		return ErrClosed
+	}
+	return fmt.Errorf("spool: put: %w", err)
+}
+
+// Stats reports how many entries wait and the age of the oldest (zero when
+// none), for pushrelay_spool_messages and pushrelay_spool_oldest_age_seconds.
+// The age counts from the entry's Put.
+func (s *Spool) Stats(ctx context.Context) (messages int64, oldest time.Duration, err error) {
+	if s.isClosed() {
+		return 0, 0, ErrClosed
+	}
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spool: stats: %w", err)
+	}
+	messages = int64(info.State.Msgs)
+	if messages > 0 && !info.State.FirstTime.IsZero() {
+		oldest = max(time.Since(info.State.FirstTime), 0)
+	}
+	return messages, oldest, nil
+}
+
+// Check tells whether the spool can be written now (for /readyz): the
+// connection is up, the stream answers, and it is not full (the error then
+// wraps ErrFull and names the bound; max_bytes counts as reached when one
+// more entry of the average size would not fit). A full spool is worth a
+// warning, not necessarily unreadiness: direct deliveries still work.
+func (s *Spool) Check(ctx context.Context) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("spool: not connected to JetStream (%s)", st)
+	}
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if c := info.Config; c.MaxMsgs > 0 && int64(info.State.Msgs) >= c.MaxMsgs {
+		return fmt.Errorf("%w: spool.max_messages (%d) reached", ErrFull, c.MaxMsgs)
+	}
+	// Bytes: full when one more entry of the average size would not fit.
+	var avg uint64
+	if info.State.Msgs > 0 {
+		avg = info.State.Bytes / info.State.Msgs
+	}
+	if c := info.Config; c.MaxBytes > 0 && int64(info.State.Bytes+avg) > c.MaxBytes {
+		return fmt.Errorf("%w: spool.max_bytes (%d) reached", ErrFull, c.MaxBytes)
+	}
+	return nil
+}
+
+func (s *Spool) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops fetching, waits (until ctx ends) for in-flight deliver calls,
+// then cancels the ones left and gives them a moment to hand their entries
+// back, flushes, and shuts the embedded server down. Entries not finished
+// stay in the spool. It is idempotent; later calls return the first
+// result.
+func (s *Spool) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(ctx) })
+	return s.closeErr
+}
+
+func (s *Spool) close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.workers = nil
+	s.mu.Unlock()
+	s.stopFetch()
+	s.loops.Wait() // quick: their pulls are cancelled
+
+	idle := make(chan struct{})
+	go func() { s.inflight.Wait(); close(idle) }()
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		s.stopDel()
+		select {
+		case <-idle:
+		case <-time.After(s.tune.closeGrace):
+			err = fmt.Errorf("spool: close: deliver calls still running: %w", ctx.Err())
+		}
+	}
+	s.stopDel()
+	if ferr := s.nc.FlushTimeout(s.tune.opTimeout); ferr != nil {
+		// Acks that did not get through only mean those entries come back.
+		s.log.Warn("spool: close: flush failed", "error", ferr.Error())
+	}
+	s.shutdown()
+	return err
+}
+
+// shutdown closes the connection and the embedded server and releases the
+// directory.
+func (s *Spool) shutdown() {
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	}
+	if s.unlock != nil {
+		s.unlock()
+	}
+}
