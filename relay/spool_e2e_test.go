@@ -214,6 +214,9 @@ func TestFullSpoolAnswersFail(t *testing.T) {
 	if code != 200 || answer["status"] != "FAIL" || !strings.Contains(answer["error"], "spool.max_messages") {
 		t.Errorf("full spool: HTTP %d %v", code, answer)
 	}
+	if !metric(t, h, "pushrelay_spool_messages 2") || metric(t, h, "pushrelay_spool_oldest_age_seconds 0\n") {
+		t.Error("the spool gauges do not show the two kept notifications")
+	}
 }
 
 var _ = model.PushTypeMessage

@@ -158,6 +158,27 @@ func TestServeAnswersAndDrainsOnSignal(t *testing.T) {
 	}
 }
 
+func TestSIGTERMFinishesInFlightSends(t *testing.T) {
+	s := serveWith(t, "{}")
+	s.apple.Fail(sandbox.Fault{Delay: 700 * time.Millisecond, Count: 1})
+	answered := make(chan string)
+	go func() { answer, _ := s.push(); answered <- answer }()
+	for len(s.apple.Requests()) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.stop() // SIGTERM while Apple is still answering
+	if answer := <-answered; !strings.Contains(answer, `"status":"OK"`) {
+		t.Errorf("the in-flight push got %q", answer)
+	}
+	if code := <-s.done; code != 0 {
+		t.Errorf("serve exited %d: %s", code, s.stderr.String())
+	}
+	s.done <- 0
+	if s.apple.Delivered() != 1 {
+		t.Errorf("delivered %d", s.apple.Delivered())
+	}
+}
+
 func TestSIGHUPReloadsPolicyAndRefusesABadOne(t *testing.T) {
 	s := serveWith(t, "{mode: full}")
 	if _, payload := s.push(); !strings.Contains(payload, "secret plans") {
