@@ -6,7 +6,7 @@
 //
 //	pushrelay serve [--config FILE]   run the relay
 //	pushrelay demo [--keep]           run it against in-process look-alikes of APNs and FCM
-//	pushrelay check [--config FILE]   validate a configuration and its credentials
+//	pushrelay check [--config FILE] [--egress]  validate a configuration (and reach the push hosts)
 //	pushrelay policy explain [--config FILE] [FILE.json]
 //	                                  show what each app would send upstream for a notification
 //	pushrelay version                 print the version
@@ -35,7 +35,9 @@ const usage = `pushrelay: a Mattermost push-notification relay for the DMZ.
 Usage:
   pushrelay serve [--config FILE]   run the relay (config: --config, $PUSHRELAY_CONFIG or pushrelay.yaml)
   pushrelay demo [--keep]           run the relay against in-process APNs/FCM look-alikes and show what leaves
-  pushrelay check [--config FILE]   validate a configuration and load its credentials
+  pushrelay check [--config FILE] [--egress]
+                                    validate a configuration and load its credentials; with --egress, reach
+                                    every host the apps use through the egress path and print what to open
   pushrelay policy explain [--config FILE] [FILE.json]
                                     for a notification (FILE.json or stdin), show field by field what each
                                     configured app would send upstream and what the policy removed
@@ -143,6 +145,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 func check(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	path := configFlag(fs)
+	withEgress := fs.Bool("egress", false, "also reach every host the apps use, through the configured egress path, "+
+		"and print what works and what the network team must open")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -150,15 +154,23 @@ func check(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := relay.NewLogger(cfg.Log, io.Discard)
-	if err != nil {
+	if _, err := relay.NewLogger(cfg.Log, io.Discard); err != nil {
 		return err
 	}
-	if _, err := relay.NewServer(cfg, log); err != nil {
+	// Credentials, secrets and certificates, without the spool, a listener
+	// or a connection.
+	if err := relay.Check(cfg); err != nil {
 		return fmt.Errorf("config %s: %w", *path, err)
 	}
 	fmt.Fprintf(stdout, "config %s is valid: %d app(s), policy %s\n", *path, len(cfg.Apps), cfg.Policy.Mode)
-	return nil
+	if !*withEgress {
+		return nil
+	}
+	// main's context does not reach here: stop on an interrupt ourselves.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintln(stdout)
+	return relay.CheckEgress(ctx, cfg, stdout)
 }
 
 func explain(args []string, stdin io.Reader, stdout io.Writer) error {

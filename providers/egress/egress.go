@@ -1,7 +1,8 @@
 // Package egress builds the one outbound HTTP transport every provider uses:
 // the configured forward proxy (or HTTPS_PROXY), the allowlisted source
 // address, extra trusted roots, and a host allowlist enforced before any
-// connection is made.
+// connection is made. Probe checks that path host by host, step by step,
+// for `pushrelay check --egress`, and WriteReport prints what it found.
 package egress
 
 import (
@@ -11,17 +12,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 )
 
 // Config is the `egress` section of the relay's configuration.
 type Config struct {
-	// Proxy is the forward proxy URL (http://, https:// or socks5://, with
-	// optional user:password). Empty means HTTPS_PROXY/HTTP_PROXY/NO_PROXY
-	// from the environment.
+	// Proxy is the forward proxy URL (http://, https://, socks5:// or
+	// socks5h://, with optional user:password). Every connection goes
+	// through it as a CONNECT or SOCKS5 tunnel, and the proxy resolves the
+	// names (socks5 and socks5h alike). Empty means HTTPS_PROXY and
+	// NO_PROXY from the environment (HTTP_PROXY does not apply: every
+	// connection is tunnelled).
 	Proxy string `yaml:"proxy"`
 	// SourceAddress binds every outbound connection to this local IP.
 	SourceAddress string `yaml:"source_address"`
@@ -35,6 +41,10 @@ type Config struct {
 // Egress is the shared outbound path. It is safe for concurrent use.
 type Egress struct {
 	base     *http.Transport
+	dial     *dialer
+	roots    *x509.CertPool // system roots + egress.ca_file
+	source   string         // egress.source_address, "" when the OS chooses
+	caFile   string
 	allowed  map[string]bool
 	onDenied func(host string)
 }
@@ -46,27 +56,41 @@ var ErrHostNotAllowed = errors.New("host is not in egress.allowed_hosts")
 // New builds the egress path from cfg. defaultHosts is the allowlist used
 // when cfg.AllowedHosts is empty: the hosts the configured apps need.
 // onDenied, if not nil, is called with the host of every refused request.
-// Errors name the config key at fault.
+// With cfg.Proxy empty, HTTPS_PROXY and NO_PROXY are read now, once.
+// Errors name the config key at fault and never show a proxy password.
 func New(cfg Config, defaultHosts []string, onDenied func(host string)) (*Egress, error) {
-	proxy, err := proxyFunc(cfg.Proxy)
+	return newEgress(cfg, defaultHosts, onDenied, httpproxy.FromEnvironment())
+}
+
+// newEgress is New with the environment's proxy settings given.
+func newEgress(cfg Config, defaultHosts []string, onDenied func(host string), env *httpproxy.Config) (*Egress, error) {
+	sel, err := newProxySelector(cfg.Proxy, env)
 	if err != nil {
 		return nil, err
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	direct := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if cfg.SourceAddress != "" {
 		ip := net.ParseIP(cfg.SourceAddress)
 		if ip == nil {
 			return nil, fmt.Errorf("egress.source_address: %q is not an IP address", cfg.SourceAddress)
 		}
-		dialer.LocalAddr = &net.TCPAddr{IP: ip}
+		direct.LocalAddr = &net.TCPAddr{IP: ip}
 	}
 	roots, err := rootPool(cfg.CAFile)
 	if err != nil {
 		return nil, err
 	}
+	d := &dialer{
+		direct:   direct,
+		proxy:    sel,
+		proxyTLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
+	}
 	t := &http.Transport{
-		Proxy:                 proxy,
-		DialContext:           dialer.DialContext,
+		// No Proxy: the dialer goes through the proxy itself, for every
+		// connection, so that all of them leave from the source address,
+		// an https:// proxy trusts egress.ca_file and is offered HTTP/1.1
+		// only, and a refusal says which proxy refused what, and why.
+		DialContext:           d.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
@@ -75,6 +99,9 @@ func New(cfg Config, defaultHosts []string, onDenied func(host string)) (*Egress
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		HTTP2: &http.HTTP2Config{
+			// A ping after 15s of silence, and a connection that does not
+			// answer it within 10s is dropped: a proxy or firewall that
+			// silently forgot an idle tunnel costs one send, not many.
 			SendPingTimeout: 15 * time.Second,
 			PingTimeout:     10 * time.Second,
 		},
@@ -87,7 +114,10 @@ func New(cfg Config, defaultHosts []string, onDenied func(host string)) (*Egress
 	for _, h := range hosts {
 		allowed[strings.ToLower(h)] = true
 	}
-	return &Egress{base: t, allowed: allowed, onDenied: onDenied}, nil
+	return &Egress{
+		base: t, dial: d, roots: roots, source: cfg.SourceAddress, caFile: cfg.CAFile,
+		allowed: allowed, onDenied: onDenied,
+	}, nil
 }
 
 // Transport returns the shared transport, HTTP/1.1 or HTTP/2 as the server
@@ -118,6 +148,30 @@ func (e *Egress) Allowed(host string) bool {
 // CloseIdleConnections closes idle connections of the shared transport.
 func (e *Egress) CloseIdleConnections() { e.base.CloseIdleConnections() }
 
+// String describes the egress path for people: the proxy (without
+// credentials) or direct, the source address, the extra roots and the
+// allowlist.
+func (e *Egress) String() string {
+	src := "the source address the OS picks"
+	if e.source != "" {
+		src = "source address " + e.source
+	}
+	roots := "system roots"
+	if e.caFile != "" {
+		roots += " + " + e.caFile
+	}
+	hosts := make([]string, 0, len(e.allowed))
+	for h := range e.allowed {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	if len(hosts) == 0 {
+		hosts = []string{"none"}
+	}
+	return fmt.Sprintf("%s, from %s, trusting %s, allowed hosts: %s",
+		e.dial.proxy.describe(), src, roots, strings.Join(hosts, ", "))
+}
+
 type guard struct {
 	e    *Egress
 	next http.RoundTripper
@@ -142,26 +196,6 @@ func (g *guard) CloseIdleConnections() {
 	if c, ok := g.next.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
-}
-
-func proxyFunc(raw string) (func(*http.Request) (*url.URL, error), error) {
-	if raw == "" {
-		return http.ProxyFromEnvironment, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Parse quotes the input, which may hold a password.
-		return nil, errors.New("egress.proxy: not a valid URL")
-	}
-	switch u.Scheme {
-	case "http", "https", "socks5", "socks5h":
-	default:
-		return nil, fmt.Errorf("egress.proxy: scheme %q is not supported (use http, https or socks5)", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("egress.proxy: the URL has no host")
-	}
-	return http.ProxyURL(u), nil
 }
 
 func rootPool(caFile string) (*x509.CertPool, error) {
