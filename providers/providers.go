@@ -6,6 +6,8 @@ package providers
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -107,4 +109,19 @@ func WithAttempt(ctx context.Context, a Attempt) context.Context {
 func AttemptFrom(ctx context.Context) (Attempt, bool) {
 	a, ok := ctx.Value(attemptKey{}).(Attempt)
 	return a, ok
+}
+
+// ParseRetryAfter reads a Retry-After header value, delay-seconds or an
+// HTTP date, as a wait from now; 0 when absent, past or unreadable.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }

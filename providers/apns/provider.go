@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/sideshow/apns2"
@@ -160,7 +159,7 @@ func (t *recorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	if m, ok := r.Context().Value(metaKey{}).(*responseMeta); ok {
 		m.status = resp.StatusCode
 		if v := resp.Header.Get("Retry-After"); v != "" && resp.StatusCode != http.StatusOK {
-			m.retryAfter = parseRetryAfter(v, time.Now())
+			m.retryAfter = providers.ParseRetryAfter(v, time.Now())
 		}
 	}
 	return resp, err
@@ -176,18 +175,4 @@ func (t *recorder) CloseIdleConnections() {
 func isURLError(err error) bool {
 	var ue *url.Error
 	return errors.As(err, &ue)
-}
-
-// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if s, err := strconv.Atoi(v); err == nil {
-		if s > 0 {
-			return time.Duration(s) * time.Second
-		}
-		return 0
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

@@ -118,7 +118,7 @@ func answerResult(err error, resp *http.Response, token string) providers.Result
 	} else {
 		e = scrub(fmt.Errorf("fcm: %s", answerText(err, resp.StatusCode)), token)
 	}
-	after := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	after := providers.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	if reason != "" {
 		switch reason {
 		case codeUnavailable, codeInternal, codeQuotaExceeded:
@@ -219,7 +219,7 @@ func (c *tokenCache) result(err error) providers.Result {
 		e := fmt.Errorf("fcm: OAuth token endpoint %s refused the service account: %s (HTTP %d)",
 			c.host, oauthProblem(re.Body), status)
 		if status == http.StatusTooManyRequests || status >= 500 {
-			return providers.Retryable(ReasonAuth, parseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()), e)
+			return providers.Retryable(ReasonAuth, providers.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()), e)
 		}
 		return providers.Permanent(ReasonAuth, e)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -263,23 +263,6 @@ func quote(err error) string { return oneLine(err.Error()) }
 
 func oneLine(s string) string {
 	return wire.TruncateUTF8(strings.Join(strings.Fields(s), " "), maxQuote)
-}
-
-// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s > 0 {
-			return time.Duration(s) * time.Second
-		}
-		return 0
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // scrub replaces every occurrence of the device token in err's text by

@@ -117,7 +117,7 @@ func (a *attempt) answered(resp *http.Response, err error) {
 	if resp.StatusCode == http.StatusOK {
 		return
 	}
-	a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	a.retryAfter = providers.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	if resp.StatusCode == http.StatusServiceUnavailable && a.retryAfter > 0 && // the SDK retries 503 only
 		!a.deadline.IsZero() && time.Now().Add(a.retryAfter).After(a.deadline) {
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: a.cancel}

@@ -102,7 +102,7 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return providers.Retryable("http_"+strconv.Itoa(resp.StatusCode/100)+"xx", retryAfter(resp.Header.Get("Retry-After")),
+		return providers.Retryable("http_"+strconv.Itoa(resp.StatusCode/100)+"xx", providers.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 			fmt.Errorf("upstream %s: HTTP %d", p.host, resp.StatusCode))
 	case resp.StatusCode != http.StatusOK:
 		return providers.Permanent("http_4xx", fmt.Errorf("upstream %s: HTTP %d", p.host, resp.StatusCode))
@@ -146,20 +146,4 @@ func Build(n *wire.Notification) *wire.Notification {
 		out.Platform = n.Platform + "-v" + strconv.Itoa(n.AppVersion)
 	}
 	return &out
-}
-
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
 }
