@@ -9,6 +9,7 @@
 //	pushrelay check [--config FILE] [--egress]  validate a configuration (and reach the push hosts)
 //	pushrelay policy explain [--config FILE] [FILE.json]
 //	                                  show what each app would send upstream for a notification
+//	pushrelay bench [--sandbox]       load a relay and measure it
 //	pushrelay version                 print the version
 package main
 
@@ -41,6 +42,8 @@ Usage:
   pushrelay policy explain [--config FILE] [FILE.json]
                                     for a notification (FILE.json or stdin), show field by field what each
                                     configured app would send upstream and what the policy removed
+  pushrelay bench [--sandbox | -url URL] [-c N] [-n N | -d DURATION]
+                                    load a relay with Mattermost-shaped pushes; --sandbox measures this machine
   pushrelay version                 print the version
 `
 
@@ -70,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = explain(args[2:], os.Stdin, stdout)
+	case "bench":
+		err = bench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "pushrelay %s (%s)\n", relay.Version, relay.Commit)
 	case "help", "-h", "--help":

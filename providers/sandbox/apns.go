@@ -36,6 +36,7 @@ type APNs struct {
 
 	mu        sync.Mutex
 	reqs      []*APNsRequest
+	noRecord  bool // SetRecording(false): count, do not keep
 	delivered int
 	dead      map[string]deadToken
 	fault     faultSlot
@@ -106,6 +107,15 @@ func (s *APNs) Requests() []APNsRequest {
 		out[i].Body = bytes.Clone(r.Body)
 	}
 	return out
+}
+
+// SetRecording turns keeping requests on (the default) or off; off, the
+// look-alike still answers and counts Delivered, without growing in memory
+// (for load tests).
+func (s *APNs) SetRecording(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noRecord = !on
 }
 
 // Reset forgets the recorded requests and zeroes Delivered. Dead tokens,
@@ -185,7 +195,9 @@ func (s *APNs) serve(w http.ResponseWriter, r *http.Request) {
 		rec.ClientCert = r.TLS.PeerCertificates[0].Subject.CommonName
 	}
 	s.mu.Lock()
-	s.reqs = append(s.reqs, rec)
+	if !s.noRecord {
+		s.reqs = append(s.reqs, rec)
+	}
 	f, faulty := s.fault.take()
 	s.mu.Unlock()
 

@@ -38,6 +38,7 @@ type FCM struct {
 
 	mu        sync.Mutex
 	reqs      []*FCMRequest
+	noRecord  bool // SetRecording(false): count, do not keep
 	delivered int
 	fetches   int
 	tokens    map[string]accessToken
@@ -116,6 +117,15 @@ func (s *FCM) Requests() []FCMRequest {
 		out[i].Body = bytes.Clone(r.Body)
 	}
 	return out
+}
+
+// SetRecording turns keeping requests on (the default) or off; off, the
+// look-alike still answers and counts Delivered, without growing in memory
+// (for load tests).
+func (s *FCM) SetRecording(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noRecord = !on
 }
 
 // Reset forgets the recorded requests and zeroes Delivered and TokenFetches.
@@ -283,7 +293,9 @@ func (s *FCM) serveSend(w http.ResponseWriter, r *http.Request) {
 		rec.Token = body.Message.Token
 	}
 	s.mu.Lock()
-	s.reqs = append(s.reqs, rec)
+	if !s.noRecord {
+		s.reqs = append(s.reqs, rec)
+	}
 	f, faulty := s.fault.take()
 	s.mu.Unlock()
 

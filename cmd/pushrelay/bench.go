@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pushrelay/pushrelay/loadgen"
+)
+
+// bench wires `pushrelay bench` to the load generator.
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "", "send_push URL of the relay to load (e.g. http://127.0.0.1:8066/api/v1/send_push)")
+	sandboxed := fs.Bool("sandbox", false, "start APNs/FCM look-alikes and a relay process against them, and measure a direct client too")
+	c := fs.Int("c", 32, "concurrent senders")
+	n := fs.Int("n", 0, "stop after this many requests")
+	d := fs.Duration("d", 0, "stop after this long (default 10s when -n is not set)")
+	pid := fs.Int("pid", 0, "a local relay process to report CPU per notification and peak RSS for")
+	apnsShare := fs.Float64("apns-share", 0.5, "fraction of notifications for iOS (the rest Android)")
+	kinds := fs.String("mix", "8:1:1", "message:clear:id_loaded weights")
+	dead := fs.Float64("dead", 0.05, "fraction of notifications to dead device tokens")
+	apnsPlatform := fs.String("apns-platform", "apple_rn", "platform name of the iOS app")
+	fcmPlatform := fs.String("fcm-platform", "android_rn", "platform name of the Android app")
+	extra := fs.String("relay-config", "", "with --sandbox: YAML appended to the relay's configuration (e.g. 'log: {audit: false}')")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	mix := loadgen.Mix{APNsShare: *apnsShare, DeadShare: *dead}
+	w := strings.Split(*kinds, ":")
+	if len(w) != 3 {
+		return fmt.Errorf("-mix: want message:clear:id_loaded, got %q", *kinds)
+	}
+	for i, p := range []*int{&mix.Message, &mix.Clear, &mix.IDLoaded} {
+		v, err := strconv.Atoi(w[i])
+		if err != nil || v < 0 {
+			return fmt.Errorf("-mix: %q is not a weight", w[i])
+		}
+		*p = v
+	}
+	if *n == 0 && *d == 0 {
+		*d = 10 * time.Second
+	}
+	opt := loadgen.Options{URL: *url, Concurrency: *c, Requests: *n, Duration: *d, Mix: mix,
+		APNsPlatform: *apnsPlatform, FCMPlatform: *fcmPlatform, PID: *pid, Progress: stderr}
+
+	if !*sandboxed {
+		if opt.URL == "" {
+			return fmt.Errorf("-url is required without --sandbox")
+		}
+		rep, err := loadgen.Run(ctx, opt)
+		if err != nil {
+			return err
+		}
+		rep.Print(stdout)
+		return nil
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	rig, err := loadgen.StartRig(self, *extra)
+	if err != nil {
+		return err
+	}
+	defer rig.Close()
+	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders; mix %s, %.0f%% iOS, %.0f%% dead tokens\n\n", rig.PID, *c, *kinds, *apnsShare*100, *dead*100)
+	direct, err := rig.Direct(ctx, opt)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "== a bare HTTP/2 client straight to the APNs look-alike (the ceiling of this machine)")
+	direct.Print(stdout)
+	opt.URL, opt.PID = rig.URL, rig.PID
+	rep, err := loadgen.Run(ctx, opt)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\n== Mattermost-shaped load through the relay")
+	rep.Print(stdout)
+	if direct.Throughput() > 0 {
+		fmt.Fprintf(stdout, "\nrelay/direct throughput ratio %.2f, p99 ratio %.2f\n", rep.Throughput()/direct.Throughput(),
+			float64(rep.P99)/float64(max(direct.P99, 1)))
+	}
+	return nil
+}

@@ -1,0 +1,40 @@
+package relay_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/policy"
+	"github.com/pushrelay/pushrelay/providers/apns"
+	"github.com/pushrelay/pushrelay/providers/fcm"
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// BenchmarkHotPath is the relay's own work per notification, without the
+// network: decode the body, validate, apply the default policy, build and
+// encode the APNs or FCM payload. The mix is loadgen's default.
+func BenchmarkHotPath(b *testing.B) {
+	bodies := loadgen.Bodies(1024, loadgen.DefaultMix(), "apple_rn", "android_rn")
+	pol := policy.Default()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		var n wire.Notification
+		if err := json.Unmarshal(bodies[i%len(bodies)], &n); err != nil {
+			b.Fatal(err)
+		}
+		if err := n.Normalize(); err != nil {
+			b.Fatal(err)
+		}
+		out, _ := pol.Apply(n)
+		var err error
+		if out.Platform == "apple_rn" {
+			_, err = json.Marshal(apns.Build(&out, "com.mattermost.rn"))
+		} else {
+			_, err = json.Marshal(fcm.Build(&out))
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
