@@ -37,6 +37,11 @@ type Config struct {
 	Delivery DeliveryConfig `yaml:"delivery"`
 	Spool    spool.Config   `yaml:"spool"`
 	Log      LogConfig      `yaml:"log"`
+
+	// Migrated is set when the file was a mattermost-push-proxy config.json
+	// converted on the fly (see Migrate): what each of its keys became. The
+	// relay logs it at startup.
+	Migrated []string `yaml:"-"`
 }
 
 // TLSConfig turns on TLS for the ingress listener; ClientCAFile requires
@@ -69,8 +74,11 @@ type LimitsConfig struct {
 }
 
 // MetricsConfig places the Prometheus endpoint on its own listener.
+// LegacyNames also exports the metric names of mattermost-push-proxy
+// (service_*), so that dashboards built for it keep working.
 type MetricsConfig struct {
-	Listen string `yaml:"listen"`
+	Listen      string `yaml:"listen"`
+	LegacyNames bool   `yaml:"legacy_names"`
 }
 
 // AppConfig routes one Mattermost platform name ("*" for any other) to
@@ -121,10 +129,26 @@ func Defaults() Config {
 // LoadConfig reads the YAML file at path over the defaults, applies
 // PUSHRELAY_* environment overrides and validates the result. Every error
 // names the key at fault.
+//
+// The file may also be mattermost-push-proxy's config.json: it is converted
+// with Migrate (the proxy's HTTPS_PROXY read from the environment), and
+// Config.Migrated says what each of its keys became.
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	if IsOldProxyConfig(data) {
+		converted, mapped, err := Migrate(data, os.LookupEnv)
+		if err != nil {
+			return nil, fmt.Errorf("config %s (a mattermost-push-proxy config.json): %w", path, err)
+		}
+		cfg, err := ParseConfig(converted, os.LookupEnv)
+		if err != nil {
+			return nil, fmt.Errorf("config %s (a mattermost-push-proxy config.json; run pushrelay migrate %s to see the converted YAML): %w", path, path, err)
+		}
+		cfg.Migrated = mapped
+		return cfg, nil
 	}
 	cfg, err := ParseConfig(data, os.LookupEnv)
 	if err != nil {

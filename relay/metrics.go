@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay/spool"
+	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
 // Outcomes of a notification, the values of the `outcome` label.
@@ -37,9 +39,15 @@ type metrics struct {
 	egressDenied    *prometheus.CounterVec
 	credExpiry      *prometheus.GaugeVec
 	redeliveries    prometheus.Counter
+	acks            *prometheus.CounterVec
+	deliveryLatency *prometheus.HistogramVec
+
+	legacy *legacyMetrics // nil unless metrics.legacy_names
 }
 
-func newMetrics(version string) *metrics {
+// newMetrics registers the relay's series; legacy adds the old proxy's
+// names (metrics.legacy_names).
+func newMetrics(version string, legacy bool) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -89,16 +97,29 @@ func newMetrics(version string) *metrics {
 		Name: "pushrelay_spool_redeliveries_total",
 		Help: "Attempts made from the spool at notifications an earlier attempt failed to deliver.",
 	})
+	m.acks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushrelay_acks_total",
+		Help: "Delivery receipts (acks) from the mobile apps, by the app that delivered the notification; " +
+			"app=\"unknown\" when the relay does not remember it. Divide by the delivered outcomes for a delivery ratio.",
+	}, []string{"app"})
+	m.deliveryLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "pushrelay_delivery_latency_seconds",
+		Help:    "From the provider accepting a notification to the phone receiving it, as the app's ack reports it.",
+		Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+	}, []string{"app"})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pushrelay_build_info",
 		Help: "Always 1; the version label says which build runs.",
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	m.reg.MustRegister(m.notifications, m.providerSeconds, m.providerErrors, m.fieldsRemoved,
-		m.requests, m.rejected, m.requestSeconds, m.inFlight, m.egressDenied, m.credExpiry, m.redeliveries, build,
+		m.requests, m.rejected, m.requestSeconds, m.inFlight, m.egressDenied, m.credExpiry, m.redeliveries, m.acks, m.deliveryLatency, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, f := range policy.Fields() {
 		m.fieldsRemoved.WithLabelValues(f.String()) // export zeros: a dashboard sees the field exists
+	}
+	if legacy {
+		m.legacy = newLegacyMetrics(m.reg)
 	}
 	return m
 }
@@ -136,6 +157,171 @@ func (m *metrics) removed(s policy.FieldSet) {
 	}
 }
 
+// sent records the duration of one provider attempt.
 func (m *metrics) sent(provider string, d time.Duration) {
 	m.providerSeconds.WithLabelValues(provider).Observe(d.Seconds())
+	if l := m.legacy; l != nil {
+		l.sent(provider, d)
+	}
+}
+
+// outcomeEvent is one notification's outcome, as counted.
+type outcomeEvent struct {
+	app       string // the configured platform name; "none"/"unknown" when no app took it
+	provider  string // apns, fcm, upstream; "none" when no app took it
+	typ       string // wire.TypeLabel of the notification's type
+	transport string // the notification's transport ("" or voip), for the legacy names only
+	outcome   string // outcomeDelivered, ...
+	reason    string // the provider's reason code (fixed vocabulary) for removals and failures
+	direct    bool   // decided in Push, not by a redelivery or an expiry
+}
+
+// outcome counts a notification's outcome: the one place where
+// pushrelay_notifications_total and, with metrics.legacy_names, the old
+// proxy's service_* counters are updated.
+func (m *metrics) outcome(e outcomeEvent) {
+	m.notifications.WithLabelValues(e.app, e.provider, e.typ, e.outcome).Inc()
+	if l := m.legacy; l != nil {
+		l.outcome(e)
+	}
+}
+
+// reject counts a request refused before the pipeline, by reason.
+func (m *metrics) reject(reason string) {
+	m.rejected.WithLabelValues(reason).Inc()
+	if l := m.legacy; l != nil && (reason == rejectBadRequest || reason == rejectTooLarge) {
+		l.badRequest.Inc()
+	}
+}
+
+// handled counts one ingress request and its duration.
+func (m *metrics) handled(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.requestSeconds.WithLabelValues(route).Observe(d.Seconds())
+	if l := m.legacy; l != nil && (route == routeSendPush || route == routeAck) {
+		l.requestSeconds.Observe(d.Seconds())
+	}
+}
+
+// acked counts a delivery receipt for app; latency < 0 when unknown.
+func (m *metrics) acked(app string, latency time.Duration) {
+	m.acks.WithLabelValues(app).Inc()
+	if latency >= 0 {
+		m.deliveryLatency.WithLabelValues(app).Observe(latency.Seconds())
+	}
+}
+
+// legacyMetrics are mattermost-push-proxy's metric names, for dashboards
+// built on it. Their platform label is the old proxy's: "apple" for an
+// apns app, "android" for an fcm app (and "upstream" for an upstream app,
+// which the old proxy did not have); transport is "" or "voip".
+type legacyMetrics struct {
+	notifications     *prometheus.CounterVec // platform, type, transport
+	success           *prometheus.CounterVec // platform, type
+	failure           *prometheus.CounterVec // platform, type
+	failureWithReason *prometheus.CounterVec // platform, type, reason
+	removal           *prometheus.CounterVec // platform, transport, reason
+	badRequest        prometheus.Counter
+	apnsSeconds       prometheus.Histogram
+	fcmSeconds        prometheus.Histogram
+	notificationSecs  *prometheus.HistogramVec // platform
+	requestSeconds    prometheus.Histogram
+}
+
+func newLegacyMetrics(reg *prometheus.Registry) *legacyMetrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help + " (mattermost-push-proxy's name)"}, labels)
+	}
+	histogram := func(name, help string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help + " (mattermost-push-proxy's name)", Buckets: prometheus.DefBuckets})
+	}
+	l := &legacyMetrics{
+		notifications:     counter("service_notifications_total", "Notifications sent to a provider, by platform kind, type and transport.", "platform", "type", "transport"),
+		success:           counter("service_success_total", "Notifications delivered.", "platform", "type"),
+		failure:           counter("service_failure_total", "Notifications not delivered (dead tokens included).", "platform", "type"),
+		failureWithReason: counter("service_failure_with_reason_total", "Notifications not delivered, by reason.", "platform", "type", "reason"),
+		removal:           counter("service_removal_total", "Notifications refused for a dead device token.", "platform", "transport", "reason"),
+		badRequest: prometheus.NewCounter(prometheus.CounterOpts{Name: "service_bad_request_total",
+			Help: "Requests that were not a valid push or ack (mattermost-push-proxy's name)."}),
+		apnsSeconds: histogram("service_apns_request_duration_seconds", "Time of one APNs send."),
+		fcmSeconds:  histogram("service_fcm_request_duration_seconds", "Time of one FCM send."),
+		notificationSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "service_notification_duration_seconds",
+			Help: "Time of one provider send, by platform kind (mattermost-push-proxy's name).", Buckets: prometheus.DefBuckets}, []string{"platform"}),
+		requestSeconds: histogram("service_request_duration_seconds", "send_push and ack handling time."),
+	}
+	reg.MustRegister(l.notifications, l.success, l.failure, l.failureWithReason, l.removal, l.badRequest,
+		l.apnsSeconds, l.fcmSeconds, l.notificationSecs, l.requestSeconds)
+	return l
+}
+
+// legacyPlatform is the old proxy's platform label for a provider; "" when
+// no provider took the notification.
+func legacyPlatform(provider string) string {
+	switch provider {
+	case "apns":
+		return "apple"
+	case "fcm":
+		return "android"
+	case "upstream":
+		return "upstream"
+	}
+	return ""
+}
+
+// legacyTransport maps a notification's transport to a fixed set.
+func legacyTransport(t string) string {
+	if t == wire.TransportVoIP {
+		return wire.TransportVoIP
+	}
+	return ""
+}
+
+func (l *legacyMetrics) sent(provider string, d time.Duration) {
+	platform := legacyPlatform(provider)
+	if platform == "" {
+		return
+	}
+	l.notificationSecs.WithLabelValues(platform).Observe(d.Seconds())
+	switch provider {
+	case "apns":
+		l.apnsSeconds.Observe(d.Seconds())
+	case "fcm":
+		l.fcmSeconds.Observe(d.Seconds())
+	}
+}
+
+// outcome maps an outcome onto the old proxy's counters as it counted
+// them: every push it tried, successes, failures with their reason, and
+// dead tokens (a removal is also a failure there). A notification kept in
+// the spool counts when its fate is known.
+func (l *legacyMetrics) outcome(e outcomeEvent) {
+	if e.outcome == outcomeRejected {
+		l.badRequest.Inc()
+		return
+	}
+	platform := legacyPlatform(e.provider)
+	if platform == "" {
+		return
+	}
+	transport := legacyTransport(e.transport)
+	if e.direct {
+		l.notifications.WithLabelValues(platform, e.typ, transport).Inc()
+	}
+	fail := func(reason string) {
+		l.failure.WithLabelValues(platform, e.typ).Inc()
+		if reason != "" {
+			l.failureWithReason.WithLabelValues(platform, e.typ, reason).Inc()
+		}
+	}
+	switch e.outcome {
+	case outcomeDelivered:
+		l.success.WithLabelValues(platform, e.typ).Inc()
+	case outcomeRemoved:
+		l.removal.WithLabelValues(platform, transport, e.reason).Inc()
+		fail(e.reason)
+	case outcomeFailed:
+		fail(e.reason)
+	case outcomeExpired:
+		fail(outcomeExpired)
+	}
 }

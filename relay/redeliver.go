@@ -20,7 +20,7 @@ func (r *Relay) redeliver(ctx context.Context, e spool.Entry, attempt int) spool
 	typ := wire.TypeLabel(n.Type)
 	a := st.byName(e.App)
 	if a == nil {
-		r.metrics.notifications.WithLabelValues("unknown", "none", typ, outcomeFailed).Inc()
+		r.metrics.outcome(outcomeEvent{app: "unknown", provider: "none", typ: typ, transport: n.Transport, outcome: outcomeFailed})
 		r.log.Warn("kept notification dropped: its app is no longer configured", "app", e.App, "token", wire.TokenHash(n.DeviceID))
 		return spool.Verdict{Done: true}
 	}
@@ -39,7 +39,7 @@ func (r *Relay) redeliver(ctx context.Context, e spool.Entry, attempt int) spool
 	default:
 		return spool.Verdict{RetryAfter: res.RetryAfter}
 	}
-	r.metrics.notifications.WithLabelValues(a.name, a.provider, typ, outcome).Inc()
+	r.count(a, &n, typ, outcome, res.Reason, false)
 	if r.log.Enabled(ctx, level) {
 		attrs := []slog.Attr{slog.String("app", a.name), slog.String("provider", a.provider), slog.String("type", typ),
 			slog.String("outcome", outcome), slog.String("token", wire.TokenHash(n.DeviceID)), slog.Int("attempt", attempt)}
@@ -58,7 +58,8 @@ func (r *Relay) expired(e spool.Entry) {
 	if a := r.state.Load().byName(e.App); a != nil {
 		provider = a.provider
 	}
-	r.metrics.notifications.WithLabelValues(app, provider, wire.TypeLabel(e.Notification.Type), outcomeExpired).Inc()
+	r.metrics.outcome(outcomeEvent{app: app, provider: provider, typ: wire.TypeLabel(e.Notification.Type),
+		transport: e.Notification.Transport, outcome: outcomeExpired})
 	r.log.Warn("kept notification expired undelivered", "app", app, "provider", provider,
 		"token", wire.TokenHash(e.Notification.DeviceID), "age", time.Since(e.Accepted).Round(time.Second).String())
 }

@@ -32,6 +32,8 @@ type Relay struct {
 	spool      *spool.Spool
 	maxAge     time.Duration // spool.max_age: a notification's whole life
 	firstRetry time.Duration // delivery.backoff.initial
+	sent       *sentLog      // when each delivered ack_id left, for its ack
+	acks       *ackForwarder // acks on their way to upstream push proxies
 }
 
 // state is everything a reload replaces at once.
@@ -54,7 +56,8 @@ type app struct {
 
 func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
 	r := &Relay{metrics: m, log: log, audit: slog.LevelDebug,
-		maxAge: cfg.Spool.MaxAge, firstRetry: cfg.Delivery.Backoff.Initial}
+		maxAge: cfg.Spool.MaxAge, firstRetry: cfg.Delivery.Backoff.Initial,
+		sent: newSentLog(sentLogSize, cfg.Spool.MaxAge), acks: newAckForwarder()}
 	if cfg.Log.Audit {
 		r.audit = slog.LevelInfo
 	}
@@ -216,13 +219,13 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	st := r.state.Load()
 	typ := wire.TypeLabel(n.Type)
 	if err := n.Normalize(); err != nil {
-		r.metrics.notifications.WithLabelValues("none", "none", typ, outcomeRejected).Inc()
+		r.metrics.outcome(outcomeEvent{app: "none", provider: "none", typ: typ, outcome: outcomeRejected})
 		r.log.LogAttrs(ctx, slog.LevelInfo, "push rejected", slog.String("type", typ), slog.String("error", err.Error()))
 		return wire.Fail(err)
 	}
 	a := st.route(n.Platform)
 	if a == nil {
-		r.metrics.notifications.WithLabelValues("unknown", "none", typ, outcomeRejected).Inc()
+		r.metrics.outcome(outcomeEvent{app: "unknown", provider: "none", typ: typ, outcome: outcomeRejected})
 		platform := wire.TruncateUTF8(n.Platform, 64)
 		r.log.LogAttrs(ctx, slog.LevelWarn, "push rejected: platform not configured", slog.String("platform", platform), slog.String("type", typ))
 		return wire.Fail(fmt.Errorf("%w: %q", ErrUnknownPlatform, platform))
@@ -255,7 +258,7 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	default:
 		outcome, resp = outcomeFailed, wire.Fail(res.Err)
 	}
-	r.metrics.notifications.WithLabelValues(a.name, a.provider, typ, outcome).Inc()
+	r.count(a, &out, typ, outcome, res.Reason, true)
 
 	level := r.audit
 	switch {
@@ -278,6 +281,16 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 		r.log.LogAttrs(ctx, level, "push", attrs...)
 	}
 	return resp
+}
+
+// count records the outcome of a notification that reached app a and,
+// once it is delivered, remembers when, so that its ack can be timed.
+func (r *Relay) count(a *app, n *wire.Notification, typ, outcome, reason string, direct bool) {
+	r.metrics.outcome(outcomeEvent{app: a.name, provider: a.provider, typ: typ, transport: n.Transport,
+		outcome: outcome, reason: reason, direct: direct})
+	if outcome == outcomeDelivered && n.AckID != "" {
+		r.sent.remember(n.AckID, a.name, time.Now())
+	}
 }
 
 // errProviderFailing is the reason a notification skipped its direct

@@ -50,7 +50,11 @@ type Server struct {
 // NewServer builds a relay from cfg: policy, egress, one provider per app.
 // It reads credential files but opens no connection and no listener.
 func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
-	m := newMetrics(Version)
+	m := newMetrics(Version, cfg.Metrics.LegacyNames)
+	if len(cfg.Migrated) > 0 {
+		log.Info("configuration converted from a mattermost-push-proxy config.json (pushrelay migrate prints it as YAML)",
+			"mapped", cfg.Migrated)
+	}
 	// Credentials first: a bad key file should not leave a spool behind.
 	r, err := newRelay(cfg, m, log)
 	if err != nil {
@@ -133,7 +137,7 @@ func serverTLS(c TLSConfig) (*tls.Config, error) {
 // certificates) as NewServer would, without opening the spool, a listener
 // or a connection. Errors name the key at fault.
 func Check(cfg *Config) error {
-	r := &Relay{metrics: newMetrics(Version), log: slog.New(slog.DiscardHandler)}
+	r := &Relay{metrics: newMetrics(Version, cfg.Metrics.LegacyNames), log: slog.New(slog.DiscardHandler)}
 	if _, err := r.build(cfg); err != nil {
 		return err
 	}
@@ -235,10 +239,12 @@ func (s *Server) Reload(cfg *Config) error {
 }
 
 // Shutdown stops accepting requests, waits (until ctx ends) for the
-// in-flight ones to be answered, each delivered or durably spooled, then
-// closes the spool, whose entries wait on disk for the next start.
+// in-flight ones to be answered, each delivered or durably spooled, and for
+// the acks on their way upstream, then closes the spool, whose entries wait
+// on disk for the next start.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.ingress.Shutdown(ctx)
+	err = errors.Join(err, s.relay.waitAcks(ctx))
 	err = errors.Join(err, s.relay.spool.Close(ctx))
 	if s.metricsSrv != nil {
 		err = errors.Join(err, s.metricsSrv.Shutdown(ctx))
@@ -297,7 +303,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, route string) boo
 	a := s.auth.Load()
 	client := a.clientAddr(r)
 	refuse := func(code int, reason, msg string) bool {
-		s.metrics.rejected.WithLabelValues(reason).Inc()
+		s.metrics.reject(reason)
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", slog.String("reason", reason),
 			slog.String("route", route), slog.String("client", client.String()), slog.String("peer", remoteIP(r)))
 		writeError(w, code, msg)
@@ -328,8 +334,7 @@ func (s *Server) route(name, method string, h http.HandlerFunc) http.Handler {
 		} else {
 			h(rec, r)
 		}
-		s.metrics.requests.WithLabelValues(name, strconv.Itoa(rec.code)).Inc()
-		s.metrics.requestSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		s.metrics.handled(name, rec.code, time.Since(start))
 	})
 }
 
@@ -347,7 +352,7 @@ func (s *Server) sendPush(w http.ResponseWriter, r *http.Request) {
 	case s.inFlight <- struct{}{}:
 		defer func() { <-s.inFlight }()
 	default:
-		s.metrics.rejected.WithLabelValues(rejectInFlight).Inc()
+		s.metrics.reject(rejectInFlight)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "too many notifications in flight; retry shortly")
 		return
@@ -357,12 +362,12 @@ func (s *Server) sendPush(w http.ResponseWriter, r *http.Request) {
 
 	var n wire.Notification
 	if code, msg := s.decode(w, r, &n); code != 0 {
-		s.metrics.rejected.WithLabelValues(rejectReason(code)).Inc()
+		s.metrics.reject(rejectReason(code))
 		writeError(w, code, msg)
 		return
 	}
 	if !s.auth.Load().allowServerID(n.ServerID) {
-		s.metrics.rejected.WithLabelValues(rejectServerID).Inc()
+		s.metrics.reject(rejectServerID)
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", slog.String("reason", rejectServerID),
 			slog.String("route", routeSendPush), slog.String("peer", remoteIP(r)))
 		writeError(w, http.StatusForbidden, "server_id is not in auth.allowed_server_ids")
@@ -374,7 +379,7 @@ func (s *Server) sendPush(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 	var a wire.Ack
 	if code, msg := s.decode(w, r, &a); code != 0 {
-		s.metrics.rejected.WithLabelValues(rejectReason(code)).Inc()
+		s.metrics.reject(rejectReason(code))
 		writeError(w, code, msg)
 		return
 	}
@@ -388,10 +393,11 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		missing = "type"
 	}
 	if missing != "" {
-		s.metrics.rejected.WithLabelValues(rejectBadRequest).Inc()
+		s.metrics.reject(rejectBadRequest)
 		writeError(w, http.StatusBadRequest, missing+" is missing")
 		return
 	}
+	s.relay.Ack(a)
 	writeJSON(w, http.StatusOK, wire.OK())
 }
 

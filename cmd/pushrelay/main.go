@@ -9,6 +9,7 @@
 //	pushrelay check [--config FILE] [--egress]  validate a configuration (and reach the push hosts)
 //	pushrelay policy explain [--config FILE] [FILE.json]
 //	                                  show what each app would send upstream for a notification
+//	pushrelay migrate FILE.json       print mattermost-push-proxy's config.json as pushrelay YAML
 //	pushrelay bench [--sandbox]       load a relay and measure it
 //	pushrelay version                 print the version
 package main
@@ -42,6 +43,8 @@ Usage:
   pushrelay policy explain [--config FILE] [FILE.json]
                                     for a notification (FILE.json or stdin), show field by field what each
                                     configured app would send upstream and what the policy removed
+  pushrelay migrate FILE.json       print mattermost-push-proxy's config.json as pushrelay YAML (serve, check
+                                    and policy explain also take that file as --config directly)
   pushrelay bench [--sandbox | -url URL] [-c N] [-n N | -d DURATION]
                                     load a relay with Mattermost-shaped pushes; --sandbox measures this machine
   pushrelay version                 print the version
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = explain(args[2:], os.Stdin, stdout)
+	case "migrate":
+		err = migrate(args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -211,4 +216,31 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	return demo.Run(ctx, stdout, demo.Options{Keep: *keep})
+}
+
+func migrate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: pushrelay migrate FILE.json (mattermost-push-proxy's config.json); the YAML goes to stdout")
+	}
+	data, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	out, mapped, err := relay.Migrate(data, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	if _, err := stdout.Write(out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "pushrelay migrate: converted %s:\n", fs.Arg(0))
+	for _, m := range mapped {
+		fmt.Fprintf(stderr, "  %s\n", m)
+	}
+	return nil
 }

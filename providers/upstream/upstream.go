@@ -60,6 +60,7 @@ func (c Config) Hosts() []string {
 // Provider forwards to one push proxy. It is safe for concurrent use.
 type Provider struct {
 	sendURL string
+	ackURL  string
 	host    string
 	client  *http.Client
 }
@@ -73,6 +74,7 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 	u, _ := url.Parse(base)
 	return &Provider{
 		sendURL: base + "/api/v1/send_push",
+		ackURL:  base + "/api/v1/ack",
 		host:    u.Hostname(),
 		client:  &http.Client{Transport: eg.Transport()},
 	}, nil
@@ -121,6 +123,61 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 		return providers.Permanent("FAIL", fmt.Errorf("upstream %s: FAIL: %s", p.host, msg))
 	}
 	return providers.Permanent("bad_answer", fmt.Errorf("upstream %s: unknown status %q", p.host, answer.Status))
+}
+
+// AckError is why Ack failed. Reason is a fixed vocabulary, safe for a
+// metric label: ack_timeout, ack_transport, ack_egress_denied, ack_http_4xx,
+// ack_http_5xx or ack_other.
+type AckError struct {
+	Reason string
+	Err    error
+}
+
+// Error says what failed; it names the push proxy's host, never a URL path.
+func (e *AckError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *AckError) Unwrap() error { return e.Err }
+
+// Ack forwards a mobile app's delivery receipt to the push proxy's
+// /api/v1/ack, so that its delivery accounting sees the notifications it
+// delivered. Any answer but HTTP 200 is an error; the error is an *AckError.
+func (p *Provider) Ack(ctx context.Context, a wire.Ack) error {
+	fail := func(reason string, err error) error {
+		return &AckError{Reason: reason, Err: fmt.Errorf("upstream %s: ack: %w", p.host, err)}
+	}
+	body, err := json.Marshal(a)
+	if err != nil {
+		return fail("ack_other", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.ackURL, bytes.NewReader(body))
+	if err != nil {
+		return fail("ack_other", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // its text repeats the URL; ours names the host
+		}
+		switch {
+		case errors.Is(err, egress.ErrHostNotAllowed):
+			return fail("ack_egress_denied", err)
+		case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
+			return fail("ack_timeout", err)
+		}
+		return fail("ack_transport", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode >= 500:
+		return fail("ack_http_5xx", fmt.Errorf("HTTP %d", resp.StatusCode))
+	case resp.StatusCode != http.StatusOK:
+		return fail("ack_http_4xx", fmt.Errorf("HTTP %d", resp.StatusCode))
+	}
+	return nil
 }
 
 func (p *Provider) transportFailure(ctx context.Context, err error) providers.Result {
