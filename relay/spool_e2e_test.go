@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mattermost/mattermost/server/public/model"
-
 	"github.com/pushrelay/pushrelay/providers/sandbox"
 )
 
@@ -106,7 +104,7 @@ func TestOutagesAreRiddenOutExactlyOnce(t *testing.T) {
 			tt.fail(h)
 			const n = 8
 			pushN(t, h, tt.platform, n)
-			if !metric(t, h, fmt.Sprintf(`outcome="spooled"`)) {
+			if !metric(t, h, `outcome="spooled"`) {
 				t.Error("no spooled outcome counted")
 			}
 			h.apple.Recover()
@@ -218,5 +216,3 @@ func TestFullSpoolAnswersFail(t *testing.T) {
 		t.Error("the spool gauges do not show the two kept notifications")
 	}
 }
-
-var _ = model.PushTypeMessage

@@ -182,13 +182,6 @@ func localIP(conn net.Conn) string {
 	return conn.LocalAddr().String()
 }
 
-func remoteIP(conn net.Conn) net.IP {
-	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP
-	}
-	return nil
-}
-
 // direct resolves the target and connects to it. done is true when a step
 // failed.
 func (r *probeRun) direct(ctx context.Context) (conn net.Conn, done bool) {
