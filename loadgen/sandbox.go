@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,9 +27,11 @@ type Rig struct {
 	google *sandbox.FCM
 	dir    string
 	cmd    *exec.Cmd
-	// URL is the relay's send_push URL; PID its process.
-	URL string
-	PID int
+	// URL is the relay's send_push URL; PID its process; MetricsURL its
+	// metrics listener, which also serves /debug/pprof/.
+	URL        string
+	PID        int
+	MetricsURL string
 }
 
 // StartRig starts the look-alikes (refusing the load generator's dead
@@ -57,9 +60,15 @@ func StartRig(relayBinary, extraYAML string) (*Rig, error) {
 		r.Close()
 		return nil, err
 	}
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.MetricsURL = "http://" + metricsAddr
 	config := filepath.Join(r.dir, "pushrelay.yaml")
 	yaml := fmt.Sprintf(`listen: %s
-metrics: {listen: "127.0.0.1:0"}
+metrics: {listen: %q, pprof: true}
 spool: {dir: %q}
 egress: {ca_file: %q}
 apps:
@@ -68,7 +77,7 @@ apps:
   - platform: android_rn
     fcm: {service_account_file: %q, endpoint: %q}
 %s
-`, addr, filepath.Join(r.dir, "spool"), creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, r.apple.URL(),
+`, addr, metricsAddr, filepath.Join(r.dir, "spool"), creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, r.apple.URL(),
 		creds.ServiceAccountFile, r.google.URL(), extraYAML)
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		r.Close()
@@ -169,6 +178,33 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 	rep := Report{Elapsed: time.Since(start), OK: int64(len(all)), TransportErrors: failed.Load()}
 	rep.setLatencies(all)
 	return rep, nil
+}
+
+// Profile records the relay's CPU profile for d into path, from its
+// /debug/pprof/profile.
+func (r *Rig) Profile(ctx context.Context, d time.Duration, path string) error {
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.MetricsURL, max(1, int(d.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("relay profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("relay profile: %s answered %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("relay profile: %w", err)
+	}
+	return f.Close()
 }
 
 func freeAddr() (string, error) {

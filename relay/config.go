@@ -79,6 +79,9 @@ type LimitsConfig struct {
 type MetricsConfig struct {
 	Listen      string `yaml:"listen"`
 	LegacyNames bool   `yaml:"legacy_names"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the metrics
+	// listener, for profiling a running relay. Off by default.
+	Pprof bool `yaml:"pprof"`
 }
 
 // AppConfig routes one Mattermost platform name ("*" for any other) to
@@ -104,8 +107,10 @@ type BackoffConfig struct {
 
 // LogConfig chooses the log format (json or text) and level. Audit logs
 // one line per push at info level: which policy rule matched, which fields
-// it removed (never their values), and the outcome. Off, that line is
-// logged at debug level, and only failures and dead tokens reach info.
+// it removed (never their values), and the outcome. Off (the default, as
+// that line costs about as much CPU as the rest of the relay's own work),
+// it is logged at debug level, and only failures and dead tokens reach
+// info.
 type LogConfig struct {
 	Format string `yaml:"format"`
 	Level  string `yaml:"level"`
@@ -122,7 +127,7 @@ func Defaults() Config {
 		Policy:   policy.Config{Mode: policy.IDOnly},
 		Delivery: DeliveryConfig{Timeout: 5 * time.Second, Backoff: BackoffConfig{Initial: time.Second, Max: 5 * time.Minute}},
 		Spool:    spool.Config{Dir: "/var/lib/pushrelay", MaxAge: time.Hour, MaxMessages: 1_000_000, MaxBytes: 1 << 30},
-		Log:      LogConfig{Format: "json", Level: "info", Audit: true},
+		Log:      LogConfig{Format: "json", Level: "info"},
 	}
 }
 

@@ -46,14 +46,18 @@ func start(t testing.TB, policyYAML string, extraYAML ...string) *harness {
 	// The spool section always names a fresh dir; a test's own spool
 	// settings join it.
 	spoolLine := fmt.Sprintf("spool: {dir: %q}", filepath.Join(dir, "spool"))
+	metricsLine := "metrics: {listen: 127.0.0.1:0}"
 	for i, extra := range extraYAML {
 		if rest, ok := strings.CutPrefix(extra, "spool: {"); ok {
 			spoolLine, extraYAML[i] = fmt.Sprintf("spool: {dir: %q, %s", filepath.Join(dir, "spool"), rest), ""
 		}
+		if rest, ok := strings.CutPrefix(extra, "metrics: {"); ok {
+			metricsLine, extraYAML[i] = "metrics: {listen: 127.0.0.1:0, "+rest, ""
+		}
 	}
 	yaml := fmt.Sprintf(`
 listen: 127.0.0.1:0
-metrics: {listen: 127.0.0.1:0}
+%s
 policy: %s
 delivery: {timeout: 1s, backoff: {initial: 50ms, max: 200ms}}
 %s
@@ -65,7 +69,7 @@ apps:
     fcm: {service_account_file: %q, endpoint: %q}
 log: {level: info}
 %s
-`, policyYAML, spoolLine, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL(), strings.Join(extraYAML, "\n"))
+`, metricsLine, policyYAML, spoolLine, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL(), strings.Join(extraYAML, "\n"))
 	path := filepath.Join(dir, "pushrelay.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -570,7 +574,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestAuditLogSaysWhatWasRemovedNeverTheValues(t *testing.T) {
-	h := start(t, "{mode: generic, rules: [{name: execs, team_id: [team-1], mode: id_only}]}")
+	h := start(t, "{mode: generic, rules: [{name: execs, team_id: [team-1], mode: id_only}]}", "log: {audit: true}")
 	h.push(mmMessage("apple_rn", "secret-device-token"))
 	h.push(mmMessage("android_rn-v2", "another-secret-token"))
 	logs := h.logs.String()

@@ -128,3 +128,26 @@ func TestLegacyMetricNames(t *testing.T) {
 		})
 	}
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		extra []string
+		want  int
+	}{
+		{"default", nil, http.StatusNotFound},
+		{"metrics.pprof", []string{"metrics: {pprof: true}"}, http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := start(t, "{}", tt.extra...)
+			resp, err := http.Get("http://" + h.srv.MetricsAddr() + "/debug/pprof/heap?debug=1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET /debug/pprof/heap: HTTP %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+}

@@ -29,6 +29,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apnsPlatform := fs.String("apns-platform", "apple_rn", "platform name of the iOS app")
 	fcmPlatform := fs.String("fcm-platform", "android_rn", "platform name of the Android app")
 	extra := fs.String("relay-config", "", "with --sandbox: YAML appended to the relay's configuration (e.g. 'log: {audit: false}')")
+	profile := fs.String("relay-profile", "", "with --sandbox: write the relay's CPU profile over the relay run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,9 +80,22 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, "== a bare HTTP/2 client straight to the APNs look-alike (the ceiling of this machine)")
 	direct.Print(stdout)
 	opt.URL, opt.PID = rig.URL, rig.PID
+	profiled := make(chan error, 1)
+	if *profile != "" {
+		if *d == 0 {
+			return fmt.Errorf("-relay-profile needs a duration (-d)")
+		}
+		go func() { profiled <- rig.Profile(ctx, *d, *profile) }()
+	}
 	rep, err := loadgen.Run(ctx, opt)
 	if err != nil {
 		return err
+	}
+	if *profile != "" {
+		if err := <-profiled; err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "relay CPU profile: %s\n", *profile)
 	}
 	fmt.Fprintln(stdout, "\n== Mattermost-shaped load through the relay")
 	rep.Print(stdout)
