@@ -46,13 +46,16 @@ func start(t testing.TB, policyYAML string, extraYAML ...string) *harness {
 	// The spool section always names a fresh dir; a test's own spool
 	// settings join it.
 	spoolLine := fmt.Sprintf("spool: {dir: %q}", filepath.Join(dir, "spool"))
-	metricsLine := "metrics: {listen: 127.0.0.1:0}"
+	metricsLine, logLine := "metrics: {listen: 127.0.0.1:0}", "log: {level: info}"
 	for i, extra := range extraYAML {
 		if rest, ok := strings.CutPrefix(extra, "spool: {"); ok {
 			spoolLine, extraYAML[i] = fmt.Sprintf("spool: {dir: %q, %s", filepath.Join(dir, "spool"), rest), ""
 		}
 		if rest, ok := strings.CutPrefix(extra, "metrics: {"); ok {
 			metricsLine, extraYAML[i] = "metrics: {listen: 127.0.0.1:0, "+rest, ""
+		}
+		if rest, ok := strings.CutPrefix(extra, "log: {"); ok {
+			logLine, extraYAML[i] = "log: {level: info, "+rest, ""
 		}
 	}
 	yaml := fmt.Sprintf(`
@@ -67,9 +70,9 @@ apps:
     apns: {topic: com.mattermost.rn, auth_key_file: %q, key_id: %s, team_id: %s, endpoint: %q}
   - platform: android_rn
     fcm: {service_account_file: %q, endpoint: %q}
-log: {level: info}
 %s
-`, metricsLine, policyYAML, spoolLine, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL(), strings.Join(extraYAML, "\n"))
+%s
+`, metricsLine, policyYAML, spoolLine, creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, apple.URL(), creds.ServiceAccountFile, google.URL(), logLine, strings.Join(extraYAML, "\n"))
 	path := filepath.Join(dir, "pushrelay.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
