@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	firebase.google.com/go/v4 v4.19.0
+	github.com/go-json-experiment/json v1.27.2
 	github.com/kyokomi/emoji/v2 v2.2.14
 	github.com/mattermost/mattermost/server/public v0.4.0
 	github.com/nats-io/nats-server/v2 v2.15.2

@@ -247,7 +247,7 @@ func TestNewCertificate(t *testing.T) {
 			if got, want := p.CertExpiry(), c.id.cert.NotAfter; !got.Equal(want) {
 				t.Errorf("CertExpiry() = %v, want %v", got, want)
 			}
-			leaf := p.client.Certificate.Leaf
+			leaf := p.cert.Leaf
 			if leaf == nil || leaf.Subject.CommonName != c.id.cert.Subject.CommonName {
 				t.Errorf("client certificate leaf = %v, want %q", leaf, c.id.cert.Subject.CommonName)
 			}
@@ -270,10 +270,10 @@ func TestNewToken(t *testing.T) {
 	if !p.CertExpiry().IsZero() {
 		t.Errorf("CertExpiry() = %v, want the zero time for token auth", p.CertExpiry())
 	}
-	if p.client.Host != "https://api.sandbox.push.apple.com" {
-		t.Errorf("Host = %q", p.client.Host)
+	if p.base != "https://api.sandbox.push.apple.com" {
+		t.Errorf("gateway = %q", p.base)
 	}
-	if p.client.Token == nil || p.client.Token.Bearer == "" {
+	if p.token == nil || p.token.Bearer == "" {
 		t.Error("no provider token was signed")
 	}
 }

@@ -1,15 +1,24 @@
 // Package apns is the Apple provider: it posts notifications to the Apple
-// Push Notification service over HTTP/2 with github.com/sideshow/apns2,
-// through the relay's egress transport, with token (.p8) or certificate
-// authentication, and classifies every outcome for the relay.
+// Push Notification service over HTTP/2, through the relay's egress
+// transport, with token (.p8) or certificate authentication, and classifies
+// every outcome for the relay. Provider tokens, types and reason codes are
+// github.com/sideshow/apns2's; the payload is encoded straight from the
+// notification, once, instead of through apns2's map and json.Marshal.
 package apns
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sideshow/apns2"
@@ -23,15 +32,25 @@ import (
 // defaultTimeout bounds a Send whose context has no deadline of its own.
 const defaultTimeout = 30 * time.Second
 
-// Provider sends notifications of one app to APNs. It holds one HTTP/2
-// connection pool and is safe for concurrent use.
+// Provider sends notifications of one app to APNs. It holds its own HTTP/2
+// connections (more than one when one is saturated, see egress) and is safe
+// for concurrent use.
 type Provider struct {
-	client *apns2.Client
-	topic  string
-	host   string       // host[:port] of the gateway, for error messages
-	token  *token.Token // token auth; nil with certificate auth
-	expiry time.Time    // certificate NotAfter; zero with token auth
-	http   *http.Client // the client inside client, for Close
+	http   *http.Client
+	base   string           // https://host[:port] of the gateway
+	host   string           // host[:port] of the gateway, for error messages
+	header http.Header      // the headers every request of this app carries
+	voip   http.Header      // the same for VoIP pushes
+	token  *token.Token     // token auth; nil with certificate auth
+	cert   *tls.Certificate // certificate auth; nil with token auth
+
+	authz atomic.Pointer[authorization] // the last provider token, as a header
+}
+
+// authorization is a signed provider token and its header value.
+type authorization struct {
+	bearer string
+	header []string // {"bearer " + bearer}
 }
 
 var _ providers.Provider = (*Provider)(nil)
@@ -44,8 +63,7 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Provider{topic: cfg.Topic}
-	var cert *tls.Certificate
+	p := &Provider{}
 	if cfg.AuthKeyFile != "" {
 		t, err := loadToken(cfg)
 		if err != nil {
@@ -57,25 +75,35 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 		if err != nil {
 			return nil, err
 		}
-		cert = &c
-		p.expiry = c.Leaf.NotAfter
+		p.cert = &c
 	}
-	host := cfg.Host()
-	if u, err := url.Parse(host); err == nil {
-		p.host = u.Host
+	p.base = strings.TrimRight(cfg.Host(), "/")
+	u, err := url.Parse(p.base)
+	if err != nil {
+		return nil, fmt.Errorf("apns.endpoint: %w", err)
 	}
+	p.host = u.Host
 	// No Client.Timeout: the caller's context carries the deadline.
-	p.http = &http.Client{Transport: &recorder{next: eg.HTTP2Transport(cert)}}
-	p.client = &apns2.Client{Host: host, Token: p.token, HTTPClient: p.http}
-	if cert != nil {
-		p.client.Certificate = *cert
-	}
+	p.http = &http.Client{Transport: eg.HTTP2Transport(p.cert)}
+	// Lower-case names: HTTP/2 sends them so, without converting each time.
+	// These maps are shared by every request and never written after New.
+	priority := []string{strconv.Itoa(apns2.PriorityHigh)}
+	contentType := []string{"application/json; charset=utf-8"}
+	p.header = http.Header{"apns-topic": {cfg.Topic}, "apns-push-type": {string(apns2.PushTypeAlert)},
+		"apns-priority": priority, "content-type": contentType}
+	p.voip = http.Header{"apns-topic": {cfg.Topic + ".voip"}, "apns-push-type": {string(apns2.PushTypeVOIP)},
+		"apns-priority": priority, "content-type": contentType}
 	return p, nil
 }
 
 // CertExpiry returns when the client certificate expires; the zero time
 // with token auth (.p8 keys do not expire).
-func (p *Provider) CertExpiry() time.Time { return p.expiry }
+func (p *Provider) CertExpiry() time.Time {
+	if p.cert == nil {
+		return time.Time{}
+	}
+	return p.cert.Leaf.NotAfter
+}
 
 // Close closes the provider's idle connections. In-flight sends finish.
 func (p *Provider) Close() { p.http.CloseIdleConnections() }
@@ -92,35 +120,82 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
 		defer cancel()
 	}
-	meta := new(responseMeta)
-	ctx = context.WithValue(ctx, metaKey{}, meta)
-
-	an := Build(n, p.topic)
-	if a, ok := providers.AttemptFrom(ctx); ok {
-		an.Expiration = a.Expires
-		if a.Redelivery && n.AckID != "" && len(n.AckID) <= 64 {
-			an.CollapseID = n.AckID
-		}
-	}
 	// A token is hex in practice; anything else still reaches Apple intact
 	// (and is refused there), never as a different path or query.
-	an.DeviceToken = url.PathEscape(an.DeviceToken)
-	res, err := p.client.PushWithContext(ctx, an)
-	var r providers.Result
-	switch {
-	case err == nil:
-		r = classify(res.StatusCode, res.Reason, meta.retryAfter, n.DeviceID)
-	case meta.status != 0 && !isURLError(err):
-		// An answer came, but its body was not APNs' JSON (a proxy's
-		// error page, a truncated body): classify by status alone.
-		r = classify(meta.status, "", meta.retryAfter, n.DeviceID)
-	default:
-		return p.transportResult(ctx, err, n.DeviceID, an.DeviceToken)
+	sentToken := url.PathEscape(n.DeviceID)
+	req, err := p.request(ctx, n, sentToken)
+	if err != nil {
+		return providers.Permanent(ReasonOther, scrub(fmt.Errorf("apns: %w", err), n.DeviceID, sentToken))
 	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return p.transportResult(ctx, err, n.DeviceID, sentToken)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == apns2.StatusSent {
+		io.Copy(io.Discard, resp.Body) // lets the stream end cleanly
+		return providers.Delivery()
+	}
+	var retryAfter time.Duration
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		retryAfter = providers.ParseRetryAfter(v, time.Now())
+	}
+	// APNs' JSON reason; a body that is not (a proxy's error page, a
+	// truncated body) leaves the status alone to classify.
+	var body apns2.Response
+	if b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody)); err == nil {
+		json.Unmarshal(b, &body)
+	}
+	r := classify(resp.StatusCode, body.Reason, retryAfter, n.DeviceID)
 	if r.Reason == apns2.ReasonExpiredProviderToken {
 		p.renewToken()
 	}
 	return r
+}
+
+// maxErrorBody bounds how much of a refusal's body is read.
+const maxErrorBody = 4 << 10
+
+// request makes the POST of n: Build's payload and headers, the provider
+// token, and from the attempt an expiration (and on redelivery a collapse
+// id, so that a phone shows a notification delivered twice once).
+func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken string) (*http.Request, error) {
+	body := appendPayload(make([]byte, 0, payloadSizeHint(n)), n)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/3/device/"+sentToken, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	shared := p.header
+	if n.Transport == wire.TransportVoIP {
+		shared = p.voip
+	}
+	h := make(http.Header, len(shared)+3)
+	maps.Copy(h, shared)
+	if p.token != nil {
+		h["authorization"] = p.authorization()
+	}
+	if a, ok := providers.AttemptFrom(ctx); ok {
+		if !a.Expires.IsZero() {
+			h["apns-expiration"] = []string{strconv.FormatInt(a.Expires.Unix(), 10)}
+		}
+		if a.Redelivery && n.AckID != "" && len(n.AckID) <= 64 {
+			h["apns-collapse-id"] = []string{n.AckID}
+		}
+	}
+	req.Header = h
+	return req, nil
+}
+
+// authorization returns the authorization header with a provider token
+// signed within the hour, signing a new one when it is due.
+func (p *Provider) authorization() []string {
+	bearer := p.token.GenerateIfExpired()
+	if a := p.authz.Load(); a != nil && a.bearer == bearer {
+		return a.header
+	}
+	a := &authorization{bearer: bearer, header: []string{"bearer " + bearer}}
+	p.authz.Store(a)
+	return a.header
 }
 
 // renewToken makes the next request sign a fresh provider token, unless
@@ -135,44 +210,4 @@ func (p *Provider) renewToken() {
 	if time.Now().Unix()-p.token.IssuedAt >= 20*60 {
 		p.token.IssuedAt = 0
 	}
-}
-
-// responseMeta carries what apns2 does not return from a response.
-type responseMeta struct {
-	status     int
-	retryAfter time.Duration
-}
-
-type metaKey struct{}
-
-// recorder is the RoundTripper under apns2: it notes Retry-After of a
-// refusal into the request's responseMeta.
-type recorder struct {
-	next http.RoundTripper
-}
-
-func (t *recorder) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(r)
-	if err != nil {
-		return resp, err
-	}
-	if m, ok := r.Context().Value(metaKey{}).(*responseMeta); ok {
-		m.status = resp.StatusCode
-		if v := resp.Header.Get("Retry-After"); v != "" && resp.StatusCode != http.StatusOK {
-			m.retryAfter = providers.ParseRetryAfter(v, time.Now())
-		}
-	}
-	return resp, err
-}
-
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach the pool.
-func (t *recorder) CloseIdleConnections() {
-	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
-}
-
-func isURLError(err error) bool {
-	var ue *url.Error
-	return errors.As(err, &ue)
 }
