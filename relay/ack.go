@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,6 +173,9 @@ func (l *sentLog) remember(id, app string, at time.Time) {
 	if l.n == l.max {
 		l.pop()
 	}
+	// The id may be a slice of the whole request body (wire's decoder):
+	// keep a copy of its own, not the body.
+	id = strings.Clone(id)
 	l.seq++
 	l.push(sentSlot{id: id, at: at, seq: l.seq})
 	l.byID[id] = sentEntry{app: app, at: at, seq: l.seq}

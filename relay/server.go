@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -381,7 +382,7 @@ func (s *Server) sendPush(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "server_id is not in auth.allowed_server_ids")
 		return
 	}
-	writeJSON(w, http.StatusOK, s.relay.Push(r.Context(), n))
+	answer(w, s.relay.Push(r.Context(), n))
 }
 
 func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
@@ -411,10 +412,27 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 
 // decode reads one JSON value of at most maxBody bytes into v. It answers
 // a status code and message for a request that is not a push at all, or 0.
-// The Mattermost server sends no Content-Type, so none is required.
+// The Mattermost server sends no Content-Type, so none is required. The
+// body is read into a pooled buffer; v keeps no reference to it.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) (int, string) {
-	body := http.MaxBytesReader(w, r.Body, s.maxBody)
-	err := json.NewDecoder(body).Decode(v)
+	buf := bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bodies.Put(buf)
+		}
+	}()
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err == nil {
+		if len(bytes.TrimSpace(buf.Bytes())) == 0 {
+			err = io.EOF
+		} else if u, ok := v.(json.Unmarshaler); ok {
+			// wire.Notification decodes itself, faster than json.Decoder.
+			err = u.UnmarshalJSON(buf.Bytes())
+		} else {
+			err = json.NewDecoder(buf).Decode(v)
+		}
+	}
 	if err == nil {
 		return 0, ""
 	}
@@ -430,6 +448,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) (int, str
 	}
 	return http.StatusBadRequest, "body is not valid JSON"
 }
+
+// bodies are the buffers requests are read into.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func rejectReason(code int) string {
 	switch code {
@@ -476,9 +497,40 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// answer writes a send_push answer; OK and REMOVE, nearly every answer,
+// go out as bytes encoded once.
+func answer(w http.ResponseWriter, resp wire.Response) {
+	var body []byte
+	switch resp {
+	case wire.OK():
+		body = answerOK
+	case wire.Remove():
+		body = answerRemove
+	default:
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+var (
+	jsonContentType = []string{"application/json"}
+	answerOK        = encoded(wire.OK())
+	answerRemove    = encoded(wire.Remove())
+)
+
+// encoded is v as writeJSON writes it.
+func encoded(v any) []byte {
+	var b bytes.Buffer
+	json.NewEncoder(&b).Encode(v)
+	return b.Bytes()
 }
 
 // writeError answers a request that is not a push (or was refused) with a
