@@ -128,16 +128,19 @@ func (e *Egress) Transport() http.RoundTripper {
 
 // HTTP2Transport returns a transport of its own that speaks only HTTP/2 over
 // TLS (what APNs requires), presenting cert when it is not nil, behind the
-// host allowlist. Each call makes a new connection pool: call it once per
-// app and share the result.
+// host allowlist. It uses one connection per host until that one carries
+// 100 requests at once, then opens another (up to 8). Each call makes new
+// connections: call it once per app and share the result.
 func (e *Egress) HTTP2Transport(cert *tls.Certificate) http.RoundTripper {
-	t := e.base.Clone()
-	if cert != nil {
-		t.TLSClientConfig.Certificates = []tls.Certificate{*cert}
-	}
-	t.Protocols = new(http.Protocols)
-	t.Protocols.SetHTTP2(true)
-	return &guard{e: e, next: t}
+	return &guard{e: e, next: newLanes(func() http.RoundTripper {
+		t := e.base.Clone()
+		if cert != nil {
+			t.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+		}
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP2(true)
+		return t
+	})}
 }
 
 // Allowed reports whether requests to host may leave.

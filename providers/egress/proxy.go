@@ -165,7 +165,11 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, err
 	}
 	if p == nil {
-		return d.direct.DialContext(ctx, network, addr)
+		conn, err := d.direct.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newBatchConn(conn), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, proxyHandshakeTimeout)
 	defer cancel()
@@ -178,7 +182,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		conn.Close()
 		return nil, err
 	}
-	return tun, nil
+	return newBatchConn(tun), nil
 }
 
 // dialProxy connects to the proxy from the source address, and for an

@@ -1,0 +1,131 @@
+package egress
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// maxQueued is how many bytes a batchConn queues before Write waits for
+// its writer: bounded memory under a slow peer.
+const maxQueued = 256 << 10
+
+// batchConn is a connection whose writes are queued and sent by one writer
+// goroutine, everything queued since its last system call in the next one.
+//
+// An HTTP/2 client writes a request as two flushes (its HEADERS, then its
+// DATA) under a connection-wide lock, one system call each. Here those
+// calls are the bulk of a push's cost: with many streams in flight on one
+// connection, the frames of several requests now leave in one call, and
+// the lock is released without waiting for the kernel.
+//
+// Write copies p and returns at once; a failed write is reported by the
+// next Write and closes the connection, so its reader fails too and every
+// request in flight on it ends with an error (then retried by the relay).
+type batchConn struct {
+	net.Conn
+	mu      sync.Mutex
+	room    sync.Cond // signalled when the writer took the queue
+	queued  []byte
+	spare   []byte
+	err     error // the first write error, or net.ErrClosed after Close
+	closing bool
+	kick    chan struct{} // wakes the writer; capacity 1
+	done    chan struct{} // closed when the writer has returned
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	b.room.L = &b.mu
+	go b.writer()
+	return b
+}
+
+// Write queues a copy of p for the writer.
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	for len(b.queued) >= maxQueued && b.err == nil {
+		b.room.Wait()
+	}
+	if b.err != nil || b.closing {
+		err := b.err
+		if err == nil {
+			err = net.ErrClosed
+		}
+		b.mu.Unlock()
+		return 0, err
+	}
+	wake := len(b.queued) == 0
+	b.queued = append(b.queued, p...)
+	b.mu.Unlock()
+	if wake {
+		b.wake()
+	}
+	return len(p), nil
+}
+
+func (b *batchConn) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// writer sends whatever is queued, until Close or a write error.
+func (b *batchConn) writer() {
+	defer close(b.done)
+	for range b.kick {
+		b.mu.Lock()
+		out := b.queued
+		b.queued, b.spare = b.spare[:0], nil
+		closing := b.closing
+		b.room.Broadcast()
+		b.mu.Unlock()
+
+		var err error
+		if len(out) > 0 {
+			_, err = b.Conn.Write(out)
+		}
+		b.mu.Lock()
+		if cap(out) <= maxQueued {
+			b.spare = out[:0]
+		}
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		failed := b.err != nil
+		more := len(b.queued) > 0
+		b.room.Broadcast()
+		b.mu.Unlock()
+		if failed || (closing && !more) {
+			b.Conn.Close()
+			return
+		}
+		if more {
+			b.wake()
+		}
+	}
+}
+
+// Close sends what is queued (for at most a second) and closes the
+// connection. Later writes fail with net.ErrClosed.
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		<-b.done
+		return nil
+	}
+	b.closing = true
+	b.mu.Unlock()
+	b.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	b.wake()
+	<-b.done
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = net.ErrClosed
+	}
+	b.room.Broadcast()
+	b.mu.Unlock()
+	return nil
+}
