@@ -1,19 +1,21 @@
 package fcm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"firebase.google.com/go/v4/errorutils"
-	"firebase.google.com/go/v4/messaging"
+	jsonv2 "github.com/go-json-experiment/json"
 	"golang.org/x/oauth2"
 
 	"github.com/pushrelay/pushrelay/providers"
@@ -53,80 +55,119 @@ const (
 // maxQuote bounds what an error quotes of Google's answers.
 const maxQuote = 200
 
-// classify turns the SDK's error for a Send into a Result. err is the SDK's
-// own, unwrapped (its predicates assert its type); a holds what the
-// transport saw, which the SDK's errors lose.
-func (p *Provider) classify(ctx context.Context, err error, a *attempt, token string) providers.Result {
-	if a.permanent != nil {
-		return *a.permanent
+// The FcmError detail of Google's error answers, and APNS_AUTH_ERROR, the
+// older name of THIRD_PARTY_AUTH_ERROR (the SDK takes both for it).
+const (
+	fcmErrorType = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+	codeAPNSAuth = "APNS_AUTH_ERROR"
+)
+
+// maxAnswer bounds how much of an answer's body is read: FCM's own answers
+// are well below it.
+const maxAnswer = 4 << 10
+
+// answerBufs holds buffers of maxAnswer bytes for reading answers.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, maxAnswer); return &b }}
+
+// readAtMost reads r into buf until r ends or buf is full, and returns what
+// it read. A body longer than buf is cut, not an error.
+func readAtMost(r io.Reader, buf []byte) ([]byte, error) {
+	n, err := io.ReadFull(r, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
 	}
-	if resp := errorutils.HTTPResponse(err); resp != nil {
-		return answerResult(err, resp, token)
-	}
-	// No answer to show: the SDK ran out of retries on a transport error,
-	// or the context ended (it then returns ctx.Err() as is), or it refused
-	// the message before sending.
-	switch {
-	case a.status == http.StatusOK:
-		// Not FCM's answer (a proxy's?): the message may not have arrived.
-		return providers.Retryable(ReasonOther, 0,
-			scrub(fmt.Errorf("fcm: HTTP 200 from %s, but not FCM's answer: %s", p.host, quote(err)), token))
-	case a.status != 0:
-		// The context ended while the SDK waited to retry this answer.
-		if a.retryAfter > 0 {
-			return statusResult(a.status, a.retryAfter,
-				fmt.Errorf("fcm: HTTP %d from %s, asking to retry after %v: beyond the deadline", a.status, p.host, a.retryAfter))
-		}
-		return statusResult(a.status, 0,
-			fmt.Errorf("fcm: HTTP %d from %s until the deadline, the SDK's retries included", a.status, p.host))
-	case a.token != nil:
-		return *a.token
-	case a.err != nil:
-		return p.transportResult(a.err, token)
-	case a.trips == 0 && ctx.Err() == nil:
-		return providers.Permanent(ReasonOther, scrub(fmt.Errorf("fcm: message refused by the SDK: %s", quote(err)), token))
-	}
-	return p.transportResult(err, token)
+	return buf[:n], err
 }
 
-// answerResult classifies an error answer from FCM.
-func answerResult(err error, resp *http.Response, token string) providers.Result {
+// classify turns an answer to a send into a Result: its HTTP status, its
+// Retry-After header and the start of its body (at most maxAnswer bytes).
+// host names the FCM endpoint; token is the device token, kept out of the
+// error. The reasons are constants, never the answer's own bytes.
+func classify(status int, retryAfter string, body []byte, host, token string) providers.Result {
+	if status == http.StatusOK {
+		if isFCMAnswer(body) {
+			return providers.Delivery()
+		}
+		// Not FCM's answer (a proxy's, a captive portal's): the message
+		// may not have arrived.
+		return providers.Retryable(ReasonOther, 0,
+			scrub(fmt.Errorf("fcm: HTTP 200 from %s, but not FCM's answer: %s", host, bodyText(body, token)), token))
+	}
+	after := providers.ParseRetryAfter(retryAfter, time.Now())
+	// Google's error format (google.rpc.Status), decoded as the SDK does:
+	// what decodes is used, a body that is not JSON leaves it empty.
+	var g googleError
+	json.Unmarshal(body, &g)
+	// FCM's error code wins over Google's status, as in the SDK.
 	var reason string
-	switch {
-	case messaging.IsUnregistered(err):
+	switch g.fcmCode() {
+	case codeUnregistered:
 		return providers.Dead(codeUnregistered)
-	case messaging.IsSenderIDMismatch(err):
+	case codeSenderIDMismatch:
 		return providers.Dead(codeSenderIDMismatch)
-	case messaging.IsUnavailable(err):
+	case codeUnavailable:
 		reason = codeUnavailable
-	case messaging.IsInternal(err):
+	case codeInternal:
 		reason = codeInternal
-	case messaging.IsQuotaExceeded(err):
+	case codeQuotaExceeded:
 		reason = codeQuotaExceeded
-	case messaging.IsInvalidArgument(err):
+	case codeInvalidArgument:
 		reason = codeInvalidArgument
-	case messaging.IsThirdPartyAuthError(err):
+	case codeThirdPartyAuth, codeAPNSAuth:
 		reason = codeThirdPartyAuth
 	}
 	code := reason
 	if code == "" {
-		code = platformCode(err)
+		code = platformCode(g.Error.Status, status)
 	}
+	text := answerText(g.Error.Message, status, body, token)
 	var e error
 	if code != "" {
-		e = scrub(fmt.Errorf("fcm: %s: %s", code, answerText(err, resp.StatusCode)), token)
+		e = scrub(fmt.Errorf("fcm: %s: %s", code, text), token)
 	} else {
-		e = scrub(fmt.Errorf("fcm: %s", answerText(err, resp.StatusCode)), token)
+		e = scrub(fmt.Errorf("fcm: %s", text), token)
 	}
-	after := providers.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	if reason != "" {
-		switch reason {
-		case codeUnavailable, codeInternal, codeQuotaExceeded:
-			return providers.Retryable(reason, after, e)
+	switch reason {
+	case "":
+		return statusResult(status, after, e)
+	case codeUnavailable, codeInternal, codeQuotaExceeded:
+		return providers.Retryable(reason, after, e)
+	}
+	return providers.Permanent(reason, e)
+}
+
+// isFCMAnswer reports whether body is FCM's answer to a send it took:
+// {"name": "projects/<project>/messages/<id>"}.
+func isFCMAnswer(body []byte) bool {
+	var a struct {
+		Name string `json:"name"`
+	}
+	return jsonv2.Unmarshal(body, &a) == nil && a.Name != ""
+}
+
+// googleError is the part of Google's error answer the provider reads:
+// {"error":{"code":404,"message":"...","status":"NOT_FOUND",
+// "details":[{"@type":"...FcmError","errorCode":"UNREGISTERED"}, ...]}}.
+type googleError struct {
+	Error struct {
+		Message string `json:"message"`
+		Status  string `json:"status"`
+		Details []struct {
+			Type      string `json:"@type"`
+			ErrorCode string `json:"errorCode"`
+		} `json:"details"`
+	} `json:"error"`
+}
+
+// fcmCode returns the errorCode of the first FcmError detail, as the SDK
+// does; "" when there is none.
+func (g *googleError) fcmCode() string {
+	for _, d := range g.Error.Details {
+		if d.Type == fcmErrorType {
+			return d.ErrorCode
 		}
-		return providers.Permanent(reason, e)
 	}
-	return statusResult(resp.StatusCode, after, e)
+	return ""
 }
 
 // statusResult classifies an answer without an FCM error code (a proxy's
@@ -140,7 +181,7 @@ func statusResult(status int, after time.Duration, err error) providers.Result {
 		return providers.Retryable(codeUnavailable, after, err)
 	case status == http.StatusInternalServerError:
 		return providers.Retryable(codeInternal, after, err)
-	case status >= 500, status == http.StatusOK: // 200: not FCM's answer; it may not have arrived
+	case status >= 500:
 		return providers.Retryable(ReasonOther, after, err)
 	case status == http.StatusUnauthorized, status == http.StatusForbidden:
 		return providers.Permanent(ReasonAuth, err)
@@ -150,47 +191,75 @@ func statusResult(status int, after time.Duration, err error) providers.Result {
 	return providers.Permanent(ReasonOther, err)
 }
 
-// platformCode names Google's status of an error answer (NOT_FOUND,
-// PERMISSION_DENIED, ...); "" when there is none.
-func platformCode(err error) string {
-	for _, c := range []struct {
-		is   func(error) bool
-		name string
-	}{
-		{errorutils.IsInvalidArgument, "INVALID_ARGUMENT"},
-		{errorutils.IsUnauthenticated, "UNAUTHENTICATED"},
-		{errorutils.IsPermissionDenied, "PERMISSION_DENIED"},
-		{errorutils.IsNotFound, "NOT_FOUND"},
-		{errorutils.IsResourceExhausted, "RESOURCE_EXHAUSTED"},
-		{errorutils.IsInternal, "INTERNAL"},
-		{errorutils.IsUnavailable, "UNAVAILABLE"},
-		{errorutils.IsFailedPrecondition, "FAILED_PRECONDITION"},
-	} {
-		if c.is(err) {
-			return c.name
+// platformCodes are the Google statuses an error names (NOT_FOUND,
+// PERMISSION_DENIED, ...): those the SDK has predicates for.
+var platformCodes = []string{
+	"INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND",
+	"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "FAILED_PRECONDITION",
+}
+
+// statusCodes are the Google statuses the SDK assumes for an answer that
+// names none.
+var statusCodes = map[int]string{
+	http.StatusBadRequest:          "INVALID_ARGUMENT",
+	http.StatusUnauthorized:        "UNAUTHENTICATED",
+	http.StatusForbidden:           "PERMISSION_DENIED",
+	http.StatusNotFound:            "NOT_FOUND",
+	http.StatusTooManyRequests:     "RESOURCE_EXHAUSTED",
+	http.StatusInternalServerError: "INTERNAL",
+	http.StatusServiceUnavailable:  "UNAVAILABLE",
+}
+
+// platformCode names Google's status of an error answer: the one the body
+// gives, else the usual one for the HTTP status; "" when it is none of
+// platformCodes. The result is a constant, never the body's own text.
+func platformCode(given string, status int) string {
+	if given == "" {
+		given = statusCodes[status]
+	}
+	for _, c := range platformCodes {
+		if c == given {
+			return c
 		}
 	}
 	return ""
 }
 
-// answerText is what an error answer says: Google's message, or, for an
-// answer not in Google's format, the status and the start of the body.
-func answerText(err error, status int) string {
-	s := quote(err)
-	rest, ok := strings.CutPrefix(s, "unexpected http response with status: "+strconv.Itoa(status))
-	if !ok {
-		return s
-	}
-	if rest = strings.TrimSpace(rest); rest == "" {
+// answerText is what an error answer says, on one line, bounded and
+// without the device token: Google's message, or, for an answer not in
+// Google's format, the status and the start of the body.
+func answerText(message string, status int, body []byte, token string) string {
+	switch {
+	case message != "":
+		return oneLine(hideToken(message, token))
+	case len(bytes.TrimSpace(body)) == 0:
 		return "HTTP " + strconv.Itoa(status) + " without a body"
 	}
-	return "HTTP " + strconv.Itoa(status) + ": " + rest
+	return "HTTP " + strconv.Itoa(status) + ": " + bodyText(body, token)
 }
 
-// transportResult classifies a Send whose last round trip got no answer
-// from FCM: err is that round trip's error, or the context's.
-func (p *Provider) transportResult(err error, token string) providers.Result {
-	// http.Client's *url.Error leads with the URL: keep what went wrong.
+// bodyText quotes the start of a body on one line, bounded and without the
+// device token.
+func bodyText(body []byte, token string) string {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "an empty body"
+	}
+	return oneLine(hideToken(string(body), token))
+}
+
+// hideToken replaces the device token in s as scrub does. Quotes are hidden
+// before they are bounded, so that a cut cannot leave a piece of the token.
+func hideToken(s, token string) string {
+	if token == "" || !strings.Contains(s, token) {
+		return s
+	}
+	return strings.ReplaceAll(s, token, "token:"+wire.TokenHash(token))
+}
+
+// transportResult classifies a send that got no answer from FCM, or not all
+// of it: err is the round trip's error, or the body's.
+func (p *Provider) transportResult(ctx context.Context, err error, token string) providers.Result {
+	// An *url.Error leads with the URL: keep what went wrong.
 	inner := err
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -198,10 +267,13 @@ func (p *Provider) transportResult(err error, token string) providers.Result {
 	}
 	var netErr net.Error
 	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(err, egress.ErrHostNotAllowed):
+		return providers.Permanent(ReasonEgressDenied, scrub(fmt.Errorf("fcm: %w", inner), token))
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout(),
+		errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return providers.Retryable(ReasonTimeout, 0,
 			scrub(fmt.Errorf("fcm: post to %s: no answer before the deadline: %w", p.host, inner), token))
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), errors.Is(ctx.Err(), context.Canceled):
 		return providers.Retryable(ReasonTimeout, 0,
 			scrub(fmt.Errorf("fcm: post to %s: canceled: %w", p.host, inner), token))
 	}
@@ -257,10 +329,7 @@ func oauthProblem(body []byte) string {
 	return oneLine(s)
 }
 
-// quote returns err's text on one line, bounded: Google's message for an
-// answer in its JSON format, the start of the body for another one.
-func quote(err error) string { return oneLine(err.Error()) }
-
+// oneLine returns s on one line, bounded.
 func oneLine(s string) string {
 	return wire.TruncateUTF8(strings.Join(strings.Fields(s), " "), maxQuote)
 }
@@ -273,7 +342,7 @@ func scrub(err error, token string) error {
 	if token == "" || !strings.Contains(msg, token) {
 		return err
 	}
-	return &scrubbedError{msg: strings.ReplaceAll(msg, token, "token:"+wire.TokenHash(token)), inner: err}
+	return &scrubbedError{msg: hideToken(msg, token), inner: err}
 }
 
 type scrubbedError struct {

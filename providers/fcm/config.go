@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// DefaultEndpoint is Google's FCM base URL; the SDK posts to
+// DefaultEndpoint is Google's FCM base URL; Send posts to
 // DefaultEndpoint+"/v1/projects/<project_id>/messages:send".
 const DefaultEndpoint = "https://fcm.googleapis.com"
 

@@ -1,21 +1,24 @@
 // Package fcm is the Google provider: it posts notifications to Firebase
-// Cloud Messaging (HTTP v1) with firebase.google.com/go/v4 messaging, through
-// the relay's egress transport (the OAuth token fetches too), and classifies
-// every outcome for the relay.
+// Cloud Messaging (HTTP v1) through the relay's egress transport, with an
+// OAuth access token of the app's service account (fetched through the
+// egress transport too), and classifies every outcome for the relay. The
+// message is firebase.google.com/go/v4's messaging.Message, as Build makes
+// it, encoded once, straight into the request body; the request and the
+// classification of Google's answer are the provider's own. Each Send is
+// one attempt: retries live once, in the relay's spool.
 package fcm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
 
-	firebase "firebase.google.com/go/v4"
-	"firebase.google.com/go/v4/messaging"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
-	"google.golang.org/api/option"
 
 	"github.com/pushrelay/pushrelay/providers"
 	"github.com/pushrelay/pushrelay/providers/egress"
@@ -35,17 +38,19 @@ const (
 // Provider sends notifications of one app to FCM. It is safe for concurrent
 // use.
 type Provider struct {
-	client    *messaging.Client
+	tokens    *tokenCache
+	rt        http.RoundTripper // the egress transport
+	url       *url.URL          // <endpoint>/v1/projects/<project_id>/messages:send; never written after New
 	projectID string
 	host      string // host[:port] of the FCM endpoint, for error messages
 }
 
 var _ providers.Provider = (*Provider)(nil)
 
-// New builds the provider of one app: it validates cfg, reads and checks the
-// service account, and makes the messaging client. Both the OAuth token
-// fetches and the sends go through eg. It does not connect until the first
-// Send. Errors name the config key at fault, relative to the app's section
+// New builds the provider of one app: it validates cfg and reads and checks
+// the service account. Both the OAuth token fetches and the sends go
+// through eg. It does not connect until the first Send. Errors name the
+// config key at fault, relative to the app's section
 // ("fcm.service_account_file: project_id is missing"), and never quote the
 // key.
 func New(ctx context.Context, cfg Config, eg *egress.Egress) (*Provider, error) {
@@ -65,60 +70,112 @@ func New(ctx context.Context, cfg Config, eg *egress.Egress) (*Provider, error) 
 		return nil, fmt.Errorf("fcm.service_account_file: %w", err)
 	}
 	endpoint := cfg.endpoint()
+	u, err := url.Parse(endpoint + "/v1/projects/" + url.PathEscape(sa.ProjectID) + "/messages:send")
+	if err != nil {
+		return nil, fmt.Errorf("fcm.endpoint: %w", err)
+	}
 	tokenURI := sa.tokenURI()
-	hc := &http.Client{Transport: &transport{
-		tokens: &tokenCache{src: creds.TokenSource, eg: eg, host: hostPort(tokenURI), hostname: hostOf(tokenURI)},
-		base:   eg.Transport(),
-	}}
-	app, err := firebase.NewApp(ctx, &firebase.Config{ProjectID: sa.ProjectID},
-		option.WithHTTPClient(hc), option.WithEndpoint(endpoint+"/v1"))
-	if err != nil {
-		return nil, fmt.Errorf("fcm: %w", err)
-	}
-	client, err := app.Messaging(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("fcm: %w", err)
-	}
-	return &Provider{client: client, projectID: sa.ProjectID, host: hostPort(endpoint)}, nil
+	return &Provider{
+		tokens:    &tokenCache{src: creds.TokenSource, eg: eg, host: hostPort(tokenURI), hostname: hostOf(tokenURI)},
+		rt:        eg.Transport(),
+		url:       u,
+		projectID: sa.ProjectID,
+		host:      u.Host,
+	}, nil
 }
 
 // ProjectID returns the Firebase project the provider sends for, from the
 // service account.
 func (p *Provider) ProjectID() string { return p.projectID }
 
-// Send posts Build(n) and classifies the outcome: Delivered on 200;
-// TokenDead for UNREGISTERED and SENDER_ID_MISMATCH; Retry for UNAVAILABLE,
-// INTERNAL, QUOTA_EXCEEDED (and any 429 or 5xx), timeouts, transport errors
-// and token fetches that failed on the way; Failed for every other refusal
+// Send posts Build(n), once, and classifies the outcome: Delivered on 200
+// with FCM's answer; TokenDead for UNREGISTERED and SENDER_ID_MISMATCH;
+// Retry, with the Retry-After asked for, for UNAVAILABLE, INTERNAL,
+// QUOTA_EXCEEDED (and any 429 or 5xx), timeouts, transport errors and token
+// fetches that failed on the way; Failed for every other refusal
 // (INVALID_ARGUMENT, THIRD_PARTY_AUTH_ERROR, a token endpoint refusing the
-// service account) and for a host outside the egress allowlist. ctx carries
-// the deadline; the SDK's own retries of 503 and network errors stay within
-// it. The Result's error never holds the device token or notification
-// content.
+// service account) and for a host outside the egress allowlist. Send makes
+// at most one request and never waits to retry: that is the relay's spool's
+// job. ctx carries the deadline. The Result's error never holds the device
+// token or notification content.
 func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Result {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
 		defer cancel()
 	}
-	// The attempt's own cancel stops the SDK's retries early when retrying
-	// cannot help (see attempt); ctx stays the caller's.
-	sendCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	a := &attempt{cancel: cancel}
-	a.deadline, _ = ctx.Deadline()
-	msg := Build(n)
+	var ttl *time.Duration
 	if at, ok := providers.AttemptFrom(ctx); ok && !at.Expires.IsZero() {
 		// FCM keeps the message for a phone that is offline no longer than it is worth.
-		ttl := max(time.Until(at.Expires).Truncate(time.Second), 0)
-		msg.Android.TTL = &ttl
+		d := max(time.Until(at.Expires).Truncate(time.Second), 0)
+		ttl = &d
 	}
-	_, err := p.client.Send(context.WithValue(sendCtx, attemptKey{}, a), msg)
-	if err == nil {
-		return providers.Delivery()
+	body, err := encode(n, ttl)
+	if err != nil {
+		return providers.Permanent(ReasonOther, scrub(fmt.Errorf("fcm: message not sent: %w", err), n.DeviceID))
 	}
-	return p.classify(ctx, err, a, n.DeviceID)
+	tok, err := p.tokens.get(ctx)
+	if err != nil {
+		return p.tokens.result(err)
+	}
+	resp, err := p.rt.RoundTrip(p.request(ctx, body, tok))
+	if err != nil {
+		return p.transportResult(ctx, err, n.DeviceID)
+	}
+	defer resp.Body.Close()
+	buf := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(buf)
+	answer, err := readAtMost(resp.Body, *buf)
+	if err != nil && resp.StatusCode == http.StatusOK {
+		// FCM took the message, most likely, but its answer did not come.
+		return p.transportResult(ctx, err, n.DeviceID)
+	}
+	return classify(resp.StatusCode, resp.Header.Get("Retry-After"), answer, p.host, n.DeviceID)
 }
+
+// request makes the POST of body, with the access token, for one attempt.
+func (p *Provider) request(ctx context.Context, body []byte, tok *accessToken) *http.Request {
+	req := (&http.Request{
+		Method:     http.MethodPost,
+		URL:        p.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header: http.Header{
+			"Authorization": tok.authz,
+			"Content-Type":  contentType,
+			// Asks for FCM's detailed error answers (the FcmError
+			// details), as the firebase SDK does.
+			"X-Goog-Api-Format-Version": apiFormatVersion,
+		},
+		Body:          newRequestBody(body),
+		ContentLength: int64(len(body)),
+		Host:          p.url.Host,
+	}).WithContext(ctx)
+	// The transport may send the request again on a new connection when
+	// the first one closed before the request was processed (HTTP/2 GOAWAY,
+	// a dead idle connection): never a second delivery.
+	req.GetBody = func() (io.ReadCloser, error) { return newRequestBody(body), nil }
+	return req
+}
+
+// The header values every request shares; never written.
+var (
+	contentType      = []string{"application/json"}
+	apiFormatVersion = []string{"2"}
+)
+
+// requestBody is a request's body: a bytes.Reader that closes, in one
+// allocation.
+type requestBody struct{ bytes.Reader }
+
+func newRequestBody(b []byte) *requestBody {
+	r := new(requestBody)
+	r.Reset(b)
+	return r
+}
+
+func (*requestBody) Close() error { return nil }
 
 // hostPort returns the host[:port] of a URL already checked.
 func hostPort(raw string) string {

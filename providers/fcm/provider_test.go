@@ -196,7 +196,6 @@ func TestSendClassification(t *testing.T) {
 		retryAfter time.Duration
 		errHas     string
 		maxTime    time.Duration // 0: no bound checked
-		minReqs    int           // requests that must have reached FCM (default 1)
 	}{
 		{name: "delivered", outcome: providers.Delivered},
 		{name: "unregistered", kill: "UNREGISTERED", outcome: providers.TokenDead, reason: "UNREGISTERED", errHas: "UNREGISTERED"},
@@ -215,19 +214,22 @@ func TestSendClassification(t *testing.T) {
 			errHas: "fcm: INTERNAL: Internal error encountered.", maxTime: time.Second},
 		{name: "429 quota exceeded", fault: &sandbox.Fault{Status: 429, RetryAfter: 7 * time.Second}, outcome: providers.Retry,
 			reason: "QUOTA_EXCEEDED", retryAfter: 7 * time.Second, errHas: "fcm: QUOTA_EXCEEDED: ", maxTime: time.Second},
+		// One attempt per Send: a 503 goes back to the relay, with its
+		// Retry-After (beyond the deadline or not), and is retried there.
 		{name: "503 with Retry-After beyond the deadline", fault: &sandbox.Fault{Status: 503, RetryAfter: 30 * time.Second},
 			timeout: 3 * time.Second, outcome: providers.Retry, reason: "UNAVAILABLE", retryAfter: 30 * time.Second,
-			errHas: "fcm: HTTP 503 from 127.0.0.1:", maxTime: time.Second},
-		{name: "503 until the deadline", fault: &sandbox.Fault{Status: 503}, timeout: 1500 * time.Millisecond,
-			outcome: providers.Retry, reason: "UNAVAILABLE", minReqs: 2},
-		{name: "503 retried by the SDK", fault: &sandbox.Fault{Status: 503, Count: 1}, outcome: providers.Delivered, minReqs: 2},
+			errHas: "fcm: UNAVAILABLE: The service is currently unavailable.", maxTime: time.Second},
+		{name: "503 without Retry-After", fault: &sandbox.Fault{Status: 503}, timeout: 1500 * time.Millisecond,
+			outcome: providers.Retry, reason: "UNAVAILABLE", errHas: "fcm: UNAVAILABLE: ", maxTime: time.Second},
+		{name: "503 once is not retried within Send", fault: &sandbox.Fault{Status: 503, Count: 1},
+			outcome: providers.Retry, reason: "UNAVAILABLE", maxTime: time.Second},
 		{name: "503 with a Retry-After > 2 min", fault: &sandbox.Fault{Status: 503, RetryAfter: 5 * time.Minute},
 			outcome: providers.Retry, reason: "UNAVAILABLE", retryAfter: 5 * time.Minute, maxTime: time.Second,
 			errHas: "fcm: UNAVAILABLE: The service is currently unavailable."},
 		{name: "no answer before the deadline", fault: &sandbox.Fault{Delay: 5 * time.Second}, timeout: 300 * time.Millisecond,
 			outcome: providers.Retry, reason: "timeout", errHas: "no answer before the deadline", maxTime: 2 * time.Second},
 		{name: "stream resets", fault: &sandbox.Fault{Reset: true}, timeout: 1500 * time.Millisecond,
-			outcome: providers.Retry, reason: "transport", errHas: "fcm: post to 127.0.0.1:", minReqs: 2},
+			outcome: providers.Retry, reason: "transport", errHas: "fcm: post to 127.0.0.1:", maxTime: time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.google.Recover()
@@ -263,9 +265,8 @@ func TestSendClassification(t *testing.T) {
 			if took > timeout+time.Second {
 				t.Errorf("Send took %v, beyond its deadline of %v", took, timeout)
 			}
-			minReqs := max(tc.minReqs, 1)
-			if got := len(e.google.Requests()); got < minReqs {
-				t.Errorf("%d requests reached FCM, want at least %d", got, minReqs)
+			if got := len(e.google.Requests()); got != 1 {
+				t.Errorf("%d requests reached FCM, want 1 (one attempt per Send)", got)
 			}
 			checkNoLeak(t, res, n)
 		})
@@ -308,7 +309,7 @@ func TestSendEgressDenied(t *testing.T) {
 			t.Errorf("Err %v does not wrap egress.ErrHostNotAllowed", res.Err)
 		}
 		if took > time.Second {
-			t.Errorf("Send took %v: the SDK's retries were not cut short", took)
+			t.Errorf("Send took %v, want it to fail at once", took)
 		}
 		if n, f := len(e.google.Requests()), e.google.TokenFetches(); n != 0 || f != 0 {
 			t.Errorf("%d sends and %d token fetches reached the sandbox, want none", n, f)
@@ -327,7 +328,7 @@ func TestSendEgressDenied(t *testing.T) {
 			t.Errorf("Send = %+v, want failed egress_denied naming localhost", res)
 		}
 		if took > time.Second {
-			t.Errorf("Send took %v: the SDK's retries were not cut short", took)
+			t.Errorf("Send took %v, want it to fail at once", took)
 		}
 		if n := len(e.google.Requests()); n != 0 {
 			t.Errorf("%d sends reached the sandbox, want none", n)
@@ -354,7 +355,7 @@ func TestSendTokenEndpoint(t *testing.T) {
 			t.Errorf("Send = %+v, want failed auth with invalid_grant", res)
 		}
 		if took > time.Second {
-			t.Errorf("Send took %v: the SDK's retries were not cut short", took)
+			t.Errorf("Send took %v, want it to fail at once", took)
 		}
 		if n := len(e.google.Requests()); n != 0 {
 			t.Errorf("%d sends reached FCM without a token", n)
@@ -490,18 +491,59 @@ func TestSendForeignAnswers(t *testing.T) {
 	}
 }
 
-// TestSendRefusedBySDK: a message the SDK refuses to send (no device token:
-// Normalize prevents it) fails without a request.
-func TestSendRefusedBySDK(t *testing.T) {
+// TestSendRefused: a message that cannot be sent as it is (no device
+// token: Normalize prevents it) fails without a request.
+func TestSendRefused(t *testing.T) {
 	e := newEnv(t, nil)
 	n := base(wire.TypeMessage)
 	n.DeviceID = ""
 	res, _ := e.send(t, &n, 5*time.Second)
 	if res.Outcome != providers.Failed || res.Reason != fcm.ReasonOther || res.Err == nil ||
-		!strings.Contains(res.Err.Error(), "fcm: message refused by the SDK: exactly one of token, topic or condition") {
+		!strings.Contains(res.Err.Error(), "fcm: message not sent: no device token") {
 		t.Errorf("Send = %+v, want failed other", res)
 	}
 	if n := len(e.google.Requests()) + e.google.TokenFetches(); n != 0 {
 		t.Errorf("%d requests reached the sandbox", n)
+	}
+}
+
+// TestSendTTLAndHeaders: the attempt's expiry becomes android.ttl, in
+// FCM's "<seconds>s"; the request is JSON with one bearer token, and one
+// request per Send.
+func TestSendTTLAndHeaders(t *testing.T) {
+	e := newEnv(t, nil)
+	n := note(t, "device-ttl")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctx = providers.WithAttempt(ctx, providers.Attempt{Expires: time.Now().Add(time.Hour)})
+	if res := e.p.Send(ctx, n); res.Outcome != providers.Delivered {
+		t.Fatalf("Send = %+v, want delivered", res)
+	}
+	reqs := e.google.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests reached FCM, want 1", len(reqs))
+	}
+	r := reqs[0]
+	var body struct {
+		Message struct {
+			Android map[string]any `json:"android"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := body.Message.Android["ttl"]; ttl != "3599s" && ttl != "3600s" {
+		t.Errorf("android.ttl = %v, want 3599s or 3600s", ttl)
+	}
+	if body.Message.Android["priority"] != "high" {
+		t.Errorf("android = %v, want priority high", body.Message.Android)
+	}
+	for k, want := range map[string]string{"Content-Type": "application/json", "X-Goog-Api-Format-Version": "2"} {
+		if got := r.Header.Values(k); len(got) != 1 || got[0] != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if got := r.Header.Values("Authorization"); len(got) != 1 || !strings.HasPrefix(got[0], "Bearer ya29.") {
+		t.Errorf("Authorization = %q, want one bearer token", got)
 	}
 }
