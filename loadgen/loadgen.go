@@ -1,7 +1,7 @@
 // Package loadgen is pushrelay's load generator: a closed loop of
 // Mattermost-shaped send_push requests against any relay (or push proxy),
 // with the outcome counts, latency percentiles and, for a local process,
-// the CPU per notification and peak RSS it cost.
+// the CPU per notification and the memory (RSS over the run, peak) it cost.
 package loadgen
 
 import (
@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -50,8 +51,8 @@ type Options struct {
 	Mix      Mix
 	// APNsPlatform and FCMPlatform are the platform names sent.
 	APNsPlatform, FCMPlatform string
-	// PID, when not 0, is a local relay process whose CPU time and peak
-	// RSS the report includes.
+	// PID, when not 0, is a local relay process whose CPU time and memory
+	// the report includes: its RSS is sampled every second.
 	PID int
 	// Progress, when not nil, gets a progress line every second.
 	Progress io.Writer
@@ -73,13 +74,17 @@ const DeadTokens = 64
 type Report struct {
 	Requests           int64
 	OK, Remove, Fail   int64 // answers by status
+	LiveOK             int64 // OK answers to notifications for live (not dead) device tokens
 	HTTPErrors         int64 // answers that were not HTTP 200
 	TransportErrors    int64 // no answer at all
 	Elapsed            time.Duration
 	P50, P90, P99, Max time.Duration
-	// CPU and PeakRSS describe Options.PID (zero without one).
+	// CPU, PeakRSS and RSS describe Options.PID (zero without one).
 	CPU     time.Duration
-	PeakRSS int64 // bytes
+	PeakRSS int64 // bytes, the process's peak since it started (VmHWM)
+	// RSS holds the process's resident set size in bytes, sampled every
+	// second of the run and once at its end.
+	RSS []int64
 }
 
 // Throughput is requests per second.
@@ -106,25 +111,45 @@ func (r Report) Print(w io.Writer) {
 	if r.CPU > 0 {
 		fmt.Fprintf(w, "relay      %s CPU per notification, peak RSS %.1f MB\n", r.CPUPerNotification(), float64(r.PeakRSS)/(1<<20))
 	}
+	if len(r.RSS) > 0 {
+		fmt.Fprintf(w, "rss        %s\n", rssSummary(r.RSS))
+	}
 }
+
+// rssSummary describes RSS samples taken every second: the RSS 10% and
+// 50% into the run, at its end, and the highest sample.
+func rssSummary(samples []int64) string {
+	at := func(q float64) int64 { return samples[max(0, int(math.Ceil(q*float64(len(samples))))-1)] }
+	return fmt.Sprintf("at 10%% of the run %s, at 50%% %s, at end %s, peak %s",
+		megabytes(at(0.1)), megabytes(at(0.5)), megabytes(samples[len(samples)-1]), megabytes(slices.Max(samples)))
+}
+
+// megabytes formats a byte count in MB (MiB), one decimal.
+func megabytes(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
 
 // Bodies returns n request bodies in the proportions of mix, as the
 // Mattermost server marshals them.
 func Bodies(n int, mix Mix, apnsPlatform, fcmPlatform string) [][]byte {
+	out, _ := bodies(n, mix, apnsPlatform, fcmPlatform)
+	return out
+}
+
+// bodies is Bodies, and for each body whether its device token is dead.
+func bodies(n int, mix Mix, apnsPlatform, fcmPlatform string) (out [][]byte, dead []bool) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	total := mix.Message + mix.Clear + mix.IDLoaded
-	out := make([][]byte, n)
+	out, dead = make([][]byte, n), make([]bool, n)
 	for i := range out {
 		apns := rng.Float64() < mix.APNsShare
 		platform, token := fcmPlatform, fmt.Sprintf("fcm-token-%08d-%s", i, "cKx9Qm2rT0vW8yZb4nJ1pL6sD3fG5hA7")
 		if apns {
 			platform, token = apnsPlatform, fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15)
 		}
-		if rng.Float64() < mix.DeadShare {
+		if dead[i] = rng.Float64() < mix.DeadShare; dead[i] {
 			token = DeadToken(apns, rng.IntN(DeadTokens))
 		}
 		n := wire.Notification{
-			AckID: fmt.Sprintf("ack%023d", i), Platform: platform, ServerID: "bench-server-0001", DeviceID: token,
+			AckID: fmt.Sprintf("%s%023d", ackPrefix, i), Platform: platform, ServerID: "bench-server-0001", DeviceID: token,
 			Signature: "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2tfaWQiOiJ4In0.c2lnbmF0dXJl", Version: "v2",
 			ChannelID: "4xp9bkzfn3ym8j1wq6ce5tda7r", TeamID: "t5m1c8d4k3x9p7q2u2a6n0s1e0",
 		}
@@ -140,10 +165,31 @@ func Bodies(n int, mix Mix, apnsPlatform, fcmPlatform string) [][]byte {
 		}
 		out[i], _ = json.Marshal(n)
 	}
+	return out, dead
+}
+
+// ackPrefix starts the ack id of every body; 23 digits follow.
+const ackPrefix = "ack"
+
+// numbered returns a copy of body whose ack id is made of run and n, so
+// that every request is a distinct notification: a relay deduplicates by
+// ack id and device token, as Mattermost's retries repeat both.
+func numbered(body []byte, run, n int64) []byte {
+	field := []byte(`"ack_id":"` + ackPrefix)
+	at := bytes.Index(body, field)
+	if at < 0 {
+		return body
+	}
+	at += len(field)
+	out := bytes.Clone(body)
+	copy(out[at:at+23], fmt.Sprintf("%011d%012d", run%1e11, n%1e12))
 	return out
 }
 
-// Run drives the load and measures it.
+// Run drives the load and measures it. At the end of the run's duration,
+// requests in flight are waited for and counted (though the report's
+// Elapsed stays the duration), so that every notification the relay
+// accepted is in the report; only ctx ending cuts them off.
 func Run(ctx context.Context, opt Options) (Report, error) {
 	if opt.Requests <= 0 && opt.Duration <= 0 {
 		return Report{}, errors.New("loadgen: set a request count (-n) or a duration (-d)")
@@ -151,12 +197,7 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 	if opt.Concurrency <= 0 {
 		return Report{}, errors.New("loadgen: concurrency (-c) must be positive")
 	}
-	if opt.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opt.Duration)
-		defer cancel()
-	}
-	bodies := Bodies(4096, opt.Mix, opt.APNsPlatform, opt.FCMPlatform)
+	bodies, dead := bodies(4096, opt.Mix, opt.APNsPlatform, opt.FCMPlatform)
 	client := &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: opt.Concurrency, MaxConnsPerHost: opt.Concurrency, DisableCompression: true},
 		Timeout:   30 * time.Second,
@@ -164,23 +205,24 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 	defer client.CloseIdleConnections()
 
 	var rep Report
-	var next atomic.Int64
 	lat := make([][]time.Duration, opt.Concurrency)
 	cpu0, _ := processCPU(opt.PID)
 	start := time.Now()
-	stopProgress := progress(opt.Progress, &next, start)
+	t := newTickets(opt, start)
+	stopWatch := watch(opt.Progress, opt.PID, &t.next, start)
 	var wg sync.WaitGroup
 	for w := range opt.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				i := next.Add(1)
-				if opt.Requests > 0 && i > int64(opt.Requests) {
+			for {
+				i, ok := t.take(ctx)
+				if !ok {
 					return
 				}
+				k := int(i) % len(bodies)
 				t0 := time.Now()
-				status, code, err := post(ctx, client, opt.URL, bodies[int(i)%len(bodies)])
+				status, code, err := post(ctx, client, opt.URL, numbered(bodies[k], start.UnixMilli(), i))
 				d := time.Since(t0)
 				switch {
 				case err != nil && ctx.Err() != nil:
@@ -191,6 +233,9 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 					atomic.AddInt64(&rep.HTTPErrors, 1)
 				case status == wire.StatusOK:
 					atomic.AddInt64(&rep.OK, 1)
+					if !dead[k] {
+						atomic.AddInt64(&rep.LiveOK, 1)
+					}
 				case status == wire.StatusRemove:
 					atomic.AddInt64(&rep.Remove, 1)
 				default:
@@ -201,8 +246,8 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 		}()
 	}
 	wg.Wait()
-	rep.Elapsed = time.Since(start)
-	stopProgress()
+	rep.Elapsed = t.elapsed(start)
+	rep.RSS = stopWatch()
 	if cpu1, err := processCPU(opt.PID); err == nil && opt.PID != 0 {
 		rep.CPU = cpu1 - cpu0
 		rep.PeakRSS, _ = peakRSS(opt.PID)
@@ -229,12 +274,62 @@ func post(ctx context.Context, c *http.Client, url string, body []byte) (string,
 	return r.Status, resp.StatusCode, nil
 }
 
-// progress prints the count and rate every second until stopped.
-func progress(w io.Writer, done *atomic.Int64, start time.Time) func() {
-	if w == nil {
-		return func() {}
+// tickets hands out request numbers, from 1, until the run's bounds are
+// reached.
+type tickets struct {
+	next  atomic.Int64
+	max   int64     // 0: no count bound
+	until time.Time // zero: no time bound
+}
+
+func newTickets(opt Options, start time.Time) *tickets {
+	t := &tickets{max: int64(opt.Requests)}
+	if opt.Duration > 0 {
+		t.until = start.Add(opt.Duration)
 	}
-	stop := make(chan struct{})
+	return t
+}
+
+// take returns the number of the next request to send, or false once the
+// run is over or ctx ended.
+func (t *tickets) take(ctx context.Context) (int64, bool) {
+	if ctx.Err() != nil || !t.until.IsZero() && !time.Now().Before(t.until) {
+		return 0, false
+	}
+	i := t.next.Add(1)
+	return i, t.max == 0 || i <= t.max
+}
+
+// elapsed is how long the run has been sending since start: at most its
+// duration, when it has one.
+func (t *tickets) elapsed(start time.Time) time.Duration {
+	d := time.Since(start)
+	if !t.until.IsZero() {
+		d = min(d, t.until.Sub(start))
+	}
+	return d
+}
+
+// watch, every second until stopped, samples pid's RSS (when pid is not
+// 0) and prints the count, rate and RSS to w (when not nil). stop takes a
+// last sample and returns the samples.
+func watch(w io.Writer, pid int, done *atomic.Int64, start time.Time) (stop func() []int64) {
+	if w == nil && pid == 0 {
+		return func() []int64 { return nil }
+	}
+	var samples []int64
+	sample := func() string {
+		if pid == 0 {
+			return ""
+		}
+		rss, err := currentRSS(pid)
+		if err != nil {
+			return ""
+		}
+		samples = append(samples, rss)
+		return "  rss " + megabytes(rss)
+	}
+	quit := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -243,17 +338,23 @@ func progress(w io.Writer, done *atomic.Int64, start time.Time) func() {
 		last, lastAt := int64(0), start
 		for {
 			select {
-			case <-stop:
-				fmt.Fprintln(w)
+			case <-quit:
+				sample()
+				if w != nil {
+					fmt.Fprintln(w)
+				}
 				return
 			case now := <-t.C:
-				n := done.Load()
-				fmt.Fprintf(w, "\r%6.0fs  %9d sent  %7.0f/s now", now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds())
-				last, lastAt = n, now
+				rss := sample()
+				if w != nil {
+					n := done.Load()
+					fmt.Fprintf(w, "\r%6.0fs  %9d sent  %7.0f/s now%s", now.Sub(start).Seconds(), n, float64(n-last)/now.Sub(lastAt).Seconds(), rss)
+					last, lastAt = n, now
+				}
 			}
 		}
 	}()
-	return func() { close(stop); <-finished }
+	return func() []int64 { close(quit); <-finished; return samples }
 }
 
 // setLatencies fills the count and percentiles from the run's latencies.

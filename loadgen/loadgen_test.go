@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,16 +50,31 @@ func TestBodiesFollowTheMix(t *testing.T) {
 }
 
 func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
-	var seen atomic.Int64
+	var seen, liveOK atomic.Int64
+	var mu sync.Mutex
+	acks := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
+		var n wire.Notification
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			t.Errorf("a body is not a notification: %v", err)
+		}
 		seen.Add(1)
+		mu.Lock()
+		if acks[n.AckID] {
+			t.Errorf("ack id %s sent twice", n.AckID)
+		}
+		acks[n.AckID] = true
+		mu.Unlock()
+		dead := strings.HasPrefix(n.DeviceID, "dead")
 		switch {
-		case strings.Contains(string(body), `"device_id":"dead`):
+		case dead && n.AckID[len(n.AckID)-1]%2 == 0:
 			io.WriteString(w, `{"status":"REMOVE"}`)
-		case strings.Contains(string(body), `"type":"clear"`):
+		case n.Type == wire.TypeClear:
 			io.WriteString(w, `{"status":"FAIL","error":"x"}`)
-		default:
+		default: // including half the dead tokens: a relay that spooled them
+			if !dead {
+				liveOK.Add(1)
+			}
 			io.WriteString(w, `{"status":"OK"}`)
 		}
 	}))
@@ -71,15 +87,140 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 	if rep.Requests != 500 || seen.Load() != 500 || rep.OK+rep.Remove+rep.Fail != 500 || rep.Remove == 0 || rep.Fail == 0 {
 		t.Errorf("report %+v, server saw %d", rep, seen.Load())
 	}
-	if rep.P50 <= 0 || rep.P99 < rep.P50 || rep.Max < rep.P99 || rep.PeakRSS <= 0 {
+	if rep.LiveOK != liveOK.Load() || rep.LiveOK >= rep.OK {
+		t.Errorf("LiveOK %d of OK %d, want %d (the server's count), fewer than OK", rep.LiveOK, rep.OK, liveOK.Load())
+	}
+	if rep.P50 <= 0 || rep.P99 < rep.P50 || rep.Max < rep.P99 || rep.PeakRSS <= 0 || len(rep.RSS) == 0 || rep.RSS[0] <= 0 {
 		t.Errorf("latencies or process figures missing: %+v", rep)
 	}
 
 	rep, err = loadgen.Run(context.Background(), loadgen.Options{URL: srv.URL, Concurrency: 2, Duration: 200 * time.Millisecond, Mix: loadgen.DefaultMix()})
-	if err != nil || rep.Requests == 0 || rep.Elapsed > time.Second {
-		t.Errorf("duration-bound run: %+v %v", rep, err)
+	if err != nil || rep.Requests == 0 || rep.Requests != seen.Load()-500 || rep.Elapsed > time.Second || rep.RSS != nil {
+		t.Errorf("duration-bound run: %+v %v; the server saw %d", rep, err, seen.Load()-500)
 	}
 	if _, err := loadgen.Run(context.Background(), loadgen.Options{URL: srv.URL, Concurrency: 1}); err == nil {
 		t.Error("a run without bounds was accepted")
+	}
+}
+
+func TestReportPrintsTheRSSOverTheRun(t *testing.T) {
+	mb := func(v float64) int64 { return int64(v * (1 << 20)) }
+	tests := []struct {
+		name    string
+		samples []int64
+		want    string // the rss line; "" for none
+	}{
+		{"no process", nil, ""},
+		{"one sample", []int64{mb(30)}, "rss        at 10% of the run 30.0 MB, at 50% 30.0 MB, at end 30.0 MB, peak 30.0 MB"},
+		{"ten seconds", []int64{mb(31.2), mb(31.5), mb(31.6), mb(31.8), mb(31.9), mb(33.1), mb(32.5), mb(32.2), mb(32.1), mb(32.0)},
+			"rss        at 10% of the run 31.2 MB, at 50% 31.9 MB, at end 32.0 MB, peak 33.1 MB"},
+		{"three seconds", []int64{mb(10), mb(20), mb(15)}, "rss        at 10% of the run 10.0 MB, at 50% 20.0 MB, at end 15.0 MB, peak 20.0 MB"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			loadgen.Report{RSS: tc.samples}.Print(&out)
+			var got string
+			for line := range strings.Lines(out.String()) {
+				if strings.HasPrefix(line, "rss") {
+					got = strings.TrimSuffix(line, "\n")
+				}
+			}
+			if got != tc.want {
+				t.Errorf("rss line %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAccounting(t *testing.T) {
+	tests := []struct {
+		a                loadgen.Accounting
+		lost, duplicates int64
+		want             string
+	}{
+		{loadgen.Accounting{}, 0, 0, "accepted OK for live tokens 0, delivered upstream 0: lost 0, duplicates 0"},
+		{loadgen.Accounting{Accepted: 100, Delivered: 100}, 0, 0, "accepted OK for live tokens 100, delivered upstream 100: lost 0, duplicates 0"},
+		{loadgen.Accounting{Accepted: 100, Delivered: 97}, 3, 0, "accepted OK for live tokens 100, delivered upstream 97: lost 3, duplicates 0"},
+		{loadgen.Accounting{Accepted: 100, Delivered: 102}, 0, 2, "accepted OK for live tokens 100, delivered upstream 102: lost 0, duplicates 2"},
+	}
+	for _, tc := range tests {
+		if tc.a.Lost() != tc.lost || tc.a.Duplicates() != tc.duplicates || tc.a.String() != tc.want {
+			t.Errorf("%+v: lost %d, duplicates %d, %q; want %d, %d, %q", tc.a, tc.a.Lost(), tc.a.Duplicates(), tc.a.String(), tc.lost, tc.duplicates, tc.want)
+		}
+	}
+}
+
+// metricsServer serves the relay's metrics page with the spool depths in
+// turn, the last one for good.
+func metricsServer(t *testing.T, depths ...string) *loadgen.Rig {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		d := depths[min(int(calls.Add(1))-1, len(depths)-1)]
+		if d == "500" {
+			http.Error(w, "broken", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "# HELP pushrelay_spool_messages Notifications kept for redelivery.\n"+
+			"pushrelay_spool_messages_total_fake 7\n"+d+"go_goroutines 12\n")
+	}))
+	t.Cleanup(srv.Close)
+	return &loadgen.Rig{MetricsURL: srv.URL}
+}
+
+func TestSpoolMessages(t *testing.T) {
+	tests := []struct {
+		name, page string
+		want       int64
+		wantErr    string
+	}{
+		{"empty", "pushrelay_spool_messages 0\n", 0, ""},
+		{"some", "pushrelay_spool_messages 1234\n", 1234, ""},
+		{"unreadable spool", "pushrelay_spool_messages -1\n", 0, `pushrelay_spool_messages is "-1"`},
+		{"no gauge", "", 0, "no pushrelay_spool_messages"},
+		{"an error page", "500", 0, "500 Internal Server Error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := metricsServer(t, tc.page).SpoolMessages(t.Context())
+			if got != tc.want || (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("SpoolMessages() = %d, %v; want %d, %q", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestDrain(t *testing.T) {
+	rig := metricsServer(t, "pushrelay_spool_messages 2\n", "pushrelay_spool_messages 1\n", "pushrelay_spool_messages 0\n")
+	var progress strings.Builder
+	if err := rig.Drain(t.Context(), 10*time.Second, &progress); err != nil {
+		t.Fatalf("Drain() = %v", err)
+	}
+	if !strings.Contains(progress.String(), "1 left") || !strings.HasSuffix(progress.String(), "\n") {
+		t.Errorf("progress %q", progress.String())
+	}
+
+	rig = metricsServer(t, "pushrelay_spool_messages 5\n")
+	if err := rig.Drain(t.Context(), 300*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "still held 5 notifications") {
+		t.Errorf("Drain() of a spool that stays full = %v", err)
+	}
+	rig = metricsServer(t, "500")
+	if err := rig.Drain(t.Context(), 10*time.Second, nil); err == nil || !strings.Contains(err.Error(), "spool depth") {
+		t.Errorf("Drain() without metrics = %v", err)
+	}
+}
+
+func TestSetUpstreamRefusesImpossibleValues(t *testing.T) {
+	for _, tc := range []struct {
+		latency time.Duration
+		faults  float64
+	}{{-time.Millisecond, 0}, {0, -0.1}, {0, 1}, {20 * time.Millisecond, 1.5}} {
+		if err := new(loadgen.Rig).SetUpstream(tc.latency, tc.faults); err == nil {
+			t.Errorf("SetUpstream(%v, %v) accepted", tc.latency, tc.faults)
+		}
 	}
 }

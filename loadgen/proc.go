@@ -38,7 +38,13 @@ func processCPU(pid int) (time.Duration, error) {
 }
 
 // peakRSS returns a process's peak resident set size (VmHWM), in bytes.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// currentRSS returns a process's resident set size (VmRSS), in bytes.
+func currentRSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
+
+// statusBytes reads a "kB" field of /proc/PID/status (Linux), in bytes.
+func statusBytes(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -46,10 +52,16 @@ func peakRSS(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, field, err)
+			}
+			return kb << 10, nil
 		}
 	}
-	return 0, errors.New("no VmHWM")
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,15 +122,41 @@ func (r *Rig) Close() {
 	}
 }
 
+// SetUpstream makes both look-alikes answer every push latency late and
+// refuse the fraction faults of them, picked at random, with a retryable
+// 503 (APNs ServiceUnavailable, FCM UNAVAILABLE). Zero for both: answer
+// at once, refuse nothing. Direct faces the same upstream as the relay.
+func (r *Rig) SetUpstream(latency time.Duration, faults float64) error {
+	if latency < 0 || faults < 0 || faults >= 1 {
+		return fmt.Errorf("loadgen: upstream latency %v and fault rate %v: want a latency of 0 or more and a rate from 0 to below 1", latency, faults)
+	}
+	f := sandbox.Fault{Delay: latency}
+	if faults > 0 {
+		f.Status, f.Rate = http.StatusServiceUnavailable, faults
+	}
+	for _, s := range []interface {
+		Fail(sandbox.Fault)
+		Recover()
+	}{r.apple, r.google} {
+		if f == (sandbox.Fault{}) {
+			s.Recover()
+		} else {
+			s.Fail(f)
+		}
+	}
+	return nil
+}
+
+// Delivered returns how many pushes the look-alikes answered 200 since the
+// rig started or, once Direct ran, since its end: what the relay delivered.
+func (r *Rig) Delivered() int64 { return int64(r.apple.Delivered() + r.google.Delivered()) }
+
 // Direct measures the ceiling of the rig: a bare HTTP/2 client posting
 // APNs payloads straight to the APNs look-alike, with the same
-// concurrency and bounds as opt, no relay in between.
+// concurrency and bounds as opt, no relay in between. Its pushes are not
+// counted in Delivered.
 func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
-	if opt.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opt.Duration)
-		defer cancel()
-	}
+	defer r.apple.Reset()
 	client := r.apple.Client()
 	bodies := make([][]byte, 256)
 	tokens := make([]string, len(bodies))
@@ -137,20 +166,20 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 		bodies[i], _ = json.Marshal(apns.Build(&n, "com.mattermost.rn").Payload)
 		tokens[i] = n.DeviceID
 	}
-	var next atomic.Int64
 	var mu sync.Mutex
 	var all []time.Duration
-	var failed atomic.Int64
+	var failed, refused atomic.Int64
 	start := time.Now()
+	t := newTickets(opt, start)
 	var wg sync.WaitGroup
 	for range opt.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var lat []time.Duration
-			for ctx.Err() == nil {
-				i := next.Add(1)
-				if opt.Requests > 0 && i > int64(opt.Requests) {
+			for {
+				i, ok := t.take(ctx)
+				if !ok {
 					break
 				}
 				k := int(i) % len(bodies)
@@ -167,6 +196,9 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 					continue
 				}
 				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					refused.Add(1)
+				}
 				lat = append(lat, time.Since(t0))
 			}
 			mu.Lock()
@@ -175,9 +207,105 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 		}()
 	}
 	wg.Wait()
-	rep := Report{Elapsed: time.Since(start), OK: int64(len(all)), TransportErrors: failed.Load()}
+	rep := Report{Elapsed: t.elapsed(start), HTTPErrors: refused.Load(), TransportErrors: failed.Load()}
+	rep.OK = int64(len(all)) - rep.HTTPErrors
 	rep.setLatencies(all)
 	return rep, nil
+}
+
+// SpoolMessages returns how many notifications the relay keeps for
+// redelivery: its pushrelay_spool_messages gauge.
+func (r *Rig) SpoolMessages(ctx context.Context) (int64, error) {
+	const metric = "pushrelay_spool_messages"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.MetricsURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read the relay's spool depth: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("read the relay's spool depth: %s/metrics answered %s", r.MetricsURL, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), metric+" "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("read the relay's spool depth: %s is %q", metric, v)
+			}
+			return int64(n), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read the relay's spool depth: %w", err)
+	}
+	return 0, fmt.Errorf("read the relay's spool depth: no %s in %s/metrics", metric, r.MetricsURL)
+}
+
+// Drain waits, at most limit, until the relay's spool is empty: every
+// notification it accepted was delivered or given up on. While it waits,
+// it shows the spool's depth on progress (when not nil).
+func (r *Rig) Drain(ctx context.Context, limit time.Duration, progress io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	start := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	printed := false
+	endLine := func() {
+		if printed {
+			fmt.Fprintln(progress)
+		}
+	}
+	left := int64(-1)
+	for {
+		n, err := r.SpoolMessages(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			endLine()
+			return err
+		case err == nil:
+			left = n
+		}
+		if left == 0 {
+			endLine()
+			return nil
+		}
+		if err == nil && progress != nil {
+			printed = true
+			fmt.Fprintf(progress, "\rwaiting for the relay's spool to empty: %6d left after %3.0fs", left, time.Since(start).Seconds())
+		}
+		select {
+		case <-ctx.Done():
+			endLine()
+			return fmt.Errorf("the relay's spool still held %d notifications after %s", left, time.Since(start).Round(time.Second))
+		case <-tick.C:
+		}
+	}
+}
+
+// Accounting compares the notifications the relay accepted with the ones
+// that reached the look-alikes.
+type Accounting struct {
+	// Accepted is how many notifications for live device tokens the relay
+	// answered OK (Report.LiveOK); Delivered how many pushes the
+	// look-alikes answered 200 (Rig.Delivered).
+	Accepted, Delivered int64
+}
+
+// Lost is how many accepted notifications were not delivered.
+func (a Accounting) Lost() int64 { return max(0, a.Accepted-a.Delivered) }
+
+// Duplicates is how many more pushes were delivered than accepted.
+func (a Accounting) Duplicates() int64 { return max(0, a.Delivered-a.Accepted) }
+
+// String is the accounting for a person.
+func (a Accounting) String() string {
+	return fmt.Sprintf("accepted OK for live tokens %d, delivered upstream %d: lost %d, duplicates %d",
+		a.Accepted, a.Delivered, a.Lost(), a.Duplicates())
 }
 
 // Profile records the relay's CPU profile for d into path, from its

@@ -30,8 +30,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fcmPlatform := fs.String("fcm-platform", "android_rn", "platform name of the Android app")
 	extra := fs.String("relay-config", "", "with --sandbox: YAML appended to the relay's configuration (e.g. 'log: {audit: false}')")
 	profile := fs.String("relay-profile", "", "with --sandbox: write the relay's CPU profile over the relay run to this file (go tool pprof)")
+	latency := fs.Duration("upstream-latency", 0, "with --sandbox: the APNs/FCM look-alikes answer every push this late (e.g. 20ms)")
+	faults := fs.Float64("faults", 0, "with --sandbox: fraction of pushes the look-alikes refuse, at random, with a retryable 503 (e.g. 0.05)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !*sandboxed && (*latency != 0 || *faults != 0) {
+		return fmt.Errorf("-upstream-latency and -faults need --sandbox")
 	}
 	mix := loadgen.Mix{APNsShare: *apnsShare, DeadShare: *dead}
 	w := strings.Split(*kinds, ":")
@@ -72,7 +77,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer rig.Close()
-	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders; mix %s, %.0f%% iOS, %.0f%% dead tokens\n\n", rig.PID, *c, *kinds, *apnsShare*100, *dead*100)
+	if err := rig.SetUpstream(*latency, *faults); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders; mix %s, %.0f%% iOS, %.0f%% dead tokens; upstream latency %s, %g%% faults\n\n",
+		rig.PID, *c, *kinds, *apnsShare*100, *dead*100, *latency, *faults*100)
 	direct, err := rig.Direct(ctx, opt)
 	if err != nil {
 		return err
@@ -99,9 +108,19 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "\n== Mattermost-shaped load through the relay")
 	rep.Print(stdout)
+	// The spool redelivers what the look-alikes refused; count once it is empty.
+	drained := rig.Drain(ctx, drainLimit, stderr)
+	if drained != nil {
+		fmt.Fprintf(stdout, "spool      %v\n", drained)
+	}
+	fmt.Fprintf(stdout, "delivery   %s\n", loadgen.Accounting{Accepted: rep.LiveOK, Delivered: rig.Delivered()})
 	if direct.Throughput() > 0 {
 		fmt.Fprintf(stdout, "\nrelay/direct throughput ratio %.2f, p99 ratio %.2f\n", rep.Throughput()/direct.Throughput(),
 			float64(rep.P99)/float64(max(direct.P99, 1)))
 	}
-	return nil
+	return drained
 }
+
+// drainLimit bounds the wait for the relay's spool to empty after a
+// --sandbox run.
+const drainLimit = 2 * time.Minute

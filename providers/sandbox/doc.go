@@ -3,7 +3,8 @@
 // endpoint. They speak HTTP/2 over TLS on 127.0.0.1 only, answer in the
 // providers' own formats (so apns2 and the firebase SDK classify their errors
 // as they would in production), record every request, and can be told to
-// refuse device tokens or to fail (status, Retry-After, delay, stream reset).
+// refuse device tokens or to fail (status, Retry-After, delay, stream reset;
+// every request or a random fraction of them).
 //
 // The relay's demo command and the tests of other packages use them:
 //

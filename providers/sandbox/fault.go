@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -31,28 +32,39 @@ type Fault struct {
 	// Count is how many requests fail before the sandbox answers normally
 	// again; 0 means until Recover.
 	Count int
+	// Rate, when 0 < Rate < 1, makes only that fraction of the requests,
+	// picked at random, fail (with Status or Reset); the others are answered
+	// normally, after Delay all the same, and do not count toward Count. 0
+	// (or 1 and more) fails every request. A fault that only delays (Status
+	// 0, Reset false) delays every request whatever Rate is.
+	Rate float64
 }
 
 // faultSlot holds the current fault. It is guarded by its owner's mutex.
 type faultSlot struct {
 	f      Fault
 	active bool
-	left   int // requests still to fail when f.Count > 0
+	left   int        // requests still to fail when f.Count > 0
+	rng    *rand.Rand // picks the failing requests for f.Rate; nil: math/rand/v2's
 }
 
 func (fs *faultSlot) set(f Fault) {
-	*fs = faultSlot{f: f, active: true, left: f.Count}
+	*fs = faultSlot{f: f, active: true, left: f.Count, rng: fs.rng}
 }
 
-func (fs *faultSlot) clear() { *fs = faultSlot{} }
+func (fs *faultSlot) clear() { *fs = faultSlot{rng: fs.rng} }
 
 // take returns the fault that applies to the next request, if any, and
-// consumes one of its Count.
+// consumes one of its Count when the request fails.
 func (fs *faultSlot) take() (Fault, bool) {
 	if !fs.active {
 		return Fault{}, false
 	}
 	f := fs.f
+	if f.fails() && f.Rate > 0 && f.Rate < 1 && fs.float64() >= f.Rate {
+		// Not picked: a normal answer, as late as the others.
+		return Fault{Delay: f.Delay}, f.Delay > 0
+	}
 	if f.Count > 0 {
 		fs.left--
 		if fs.left <= 0 {
@@ -60,6 +72,14 @@ func (fs *faultSlot) take() (Fault, bool) {
 		}
 	}
 	return f, true
+}
+
+// float64 returns a random number in [0, 1).
+func (fs *faultSlot) float64() float64 {
+	if fs.rng == nil {
+		return rand.Float64()
+	}
+	return fs.rng.Float64()
 }
 
 // wait sleeps for f.Delay. It reports false when ctx ended or done was

@@ -245,6 +245,32 @@ func TestAPNsFaults(t *testing.T) {
 			t.Fatalf("got %d after %v", a.status, time.Since(start))
 		}
 	})
+	t.Run("a random fraction, recording off", func(t *testing.T) {
+		s.Reset()
+		s.SetRecording(false)
+		defer s.SetRecording(true)
+		s.Fail(sandbox.Fault{Status: 503, Rate: 0.5, Delay: 10 * time.Millisecond})
+		defer s.Recover()
+		answered := map[int]int{}
+		start := time.Now()
+		for range 100 {
+			a := push(t.Context())
+			if a.err != nil || a.status == 503 && a.body["reason"] != "ServiceUnavailable" {
+				t.Fatalf("got %d %v %v", a.status, a.body, a.err)
+			}
+			answered[a.status]++
+		}
+		// 100 fair coins all landing the same way: one chance in 2^99.
+		if answered[200] == 0 || answered[503] == 0 || answered[200]+answered[503] != 100 {
+			t.Errorf("answers by status %v, want some 200 and some 503", answered)
+		}
+		if time.Since(start) < 100*10*time.Millisecond {
+			t.Errorf("100 pushes took %v: not every one was delayed", time.Since(start))
+		}
+		if got := s.Delivered(); got != answered[200] || len(s.Requests()) != 0 {
+			t.Errorf("Delivered() = %d, %d recorded; want %d, none", got, len(s.Requests()), answered[200])
+		}
+	})
 	t.Run("delay ends with the client's context", func(t *testing.T) {
 		s.Fail(sandbox.Fault{Delay: time.Hour, Status: 500})
 		defer s.Recover()
@@ -558,6 +584,10 @@ func TestFCMWithFirebaseSDK(t *testing.T) {
 	}
 	if _, err := mc.SendDryRun(t.Context(), msg("tok-2")); err != nil || s.Delivered() != 1 {
 		t.Errorf("dry run: %v, Delivered() = %d, want 1", err, s.Delivered())
+	}
+	s.SetRecording(false)
+	if _, err := mc.Send(t.Context(), msg("tok-3")); err != nil || s.Delivered() != 2 || len(s.Requests()) != 2 {
+		t.Errorf("recording off: %v, Delivered() = %d, %d recorded; want 2 delivered, 2 recorded before", err, s.Delivered(), len(s.Requests()))
 	}
 }
 

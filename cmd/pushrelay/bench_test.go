@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushrelay/pushrelay/loadgen"
+)
+
+func TestBenchRefusesBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "10"}, "-url is required"},
+		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-faults", "0.05"}, "need --sandbox"},
+		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-upstream-latency", "20ms"}, "need --sandbox"},
+		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-mix", "8:1"}, "-mix"},
+	}
+	for _, tc := range tests {
+		err := bench(context.Background(), tc.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bench %q = %v, want an error about %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestBenchRigAccountsForEveryNotification runs what `bench --sandbox
+// -faults` does, small: a relay process against look-alikes that refuse a
+// tenth of the pushes, then the spool's redeliveries, then the accounting.
+func TestBenchRigAccountsForEveryNotification(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a relay process")
+	}
+	rig, err := loadgen.StartRig(relayBinary(t), "delivery: {backoff: {initial: 100ms, max: 500ms}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rig.Close()
+	if err := rig.SetUpstream(time.Millisecond, 0.1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	opt := loadgen.Options{Concurrency: 8, Requests: 200, Mix: loadgen.DefaultMix(), APNsPlatform: "apple_rn", FCMPlatform: "android_rn"}
+
+	direct, err := rig.Direct(ctx, opt)
+	if err != nil || direct.Requests != 200 || direct.HTTPErrors == 0 || direct.OK+direct.HTTPErrors != 200 {
+		t.Fatalf("direct: %+v, %v; want 200 requests, some refused", direct, err)
+	}
+	if got := rig.Delivered(); got != 0 {
+		t.Fatalf("Delivered() = %d after Direct, want 0", got)
+	}
+
+	opt.URL, opt.PID = rig.URL, rig.PID
+	rep, err := loadgen.Run(ctx, opt)
+	if err != nil || rep.Requests != 200 || rep.OK+rep.Remove != 200 || rep.LiveOK == 0 || len(rep.RSS) == 0 {
+		t.Fatalf("relay run: %+v, %v; want 200 requests answered OK or REMOVE, RSS sampled", rep, err)
+	}
+	if err := rig.Drain(ctx, time.Minute, nil); err != nil {
+		t.Fatal(err)
+	}
+	acc := loadgen.Accounting{Accepted: rep.LiveOK, Delivered: rig.Delivered()}
+	if acc.Lost() != 0 || acc.Duplicates() != 0 {
+		t.Errorf("%s", acc)
+	}
+}

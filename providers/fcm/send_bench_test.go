@@ -1,0 +1,94 @@
+package fcm_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"runtime"
+	"testing"
+
+	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/providers"
+	"github.com/pushrelay/pushrelay/providers/egress"
+	"github.com/pushrelay/pushrelay/providers/fcm"
+	"github.com/pushrelay/pushrelay/providers/sandbox"
+	"github.com/pushrelay/pushrelay/relay/wire"
+)
+
+// BenchmarkSend posts a Mattermost message push to the FCM look-alike over
+// HTTP/2 and TLS on loopback from about 32 goroutines: "provider" through
+// Provider.Send, "direct" as the same request from a bare HTTP/2 client.
+// The ratio of their ns/op is the relay-side cost of a send; both count
+// the look-alike's own allocations too.
+func BenchmarkSend(b *testing.B) {
+	s := sandbox.NewFCM()
+	b.Cleanup(s.Close)
+	creds, err := sandbox.WriteCredentials(b.TempDir(), nil, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eg, err := egress.New(egress.Config{CAFile: creds.CAFile}, []string{"127.0.0.1"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := fcm.New(context.Background(), fcm.Config{ServiceAccountFile: creds.ServiceAccountFile, Endpoint: s.URL()}, eg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n wire.Notification
+	body := loadgen.Bodies(1, loadgen.Mix{Message: 1}, "apple_rn", "android_rn")[0]
+	if err := json.Unmarshal(body, &n); err != nil {
+		b.Fatal(err)
+	}
+	n = *normalized(b, n)
+	// One send, recorded, connects, fetches the access token and gives the
+	// direct client the request to repeat.
+	if res := p.Send(context.Background(), &n); res.Outcome != providers.Delivered {
+		b.Fatalf("Send() = %+v, want Delivered", res)
+	}
+	sent := s.Requests()[0]
+	s.SetRecording(false)
+	b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+
+	b.Run("provider", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			n := n
+			for pb.Next() {
+				if res := p.Send(context.Background(), &n); res.Outcome != providers.Delivered {
+					b.Errorf("Send() = %+v, want Delivered", res)
+					return
+				}
+			}
+		})
+	})
+	b.Run("direct", func(b *testing.B) {
+		c := s.Client()
+		url := s.URL() + "/v1/projects/" + sent.Project + "/messages:send"
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(sent.Body))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				req.Header.Set("Authorization", sent.Header.Get("Authorization"))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := c.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("the look-alike answered %s", resp.Status)
+					return
+				}
+			}
+		})
+	})
+}
