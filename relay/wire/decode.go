@@ -23,8 +23,8 @@ import (
 func (n *Notification) UnmarshalJSON(data []byte) error {
 	d := decoders.Get().(*decoder)
 	defer d.release()
-	d.r.Reset(data)
-	d.dec.Reset(&d.r, decodeOptions...)
+	d.in = *bytes.NewBuffer(data)
+	d.dec.Reset(&d.in, decodeOptions...)
 	switch d.dec.PeekKind() {
 	case 'n':
 		_, err := d.dec.ReadToken()
@@ -87,21 +87,22 @@ func (n *Notification) UnmarshalJSON(data []byte) error {
 // and invalid UTF-8 pass (the latter decoded by encoding/json, see text).
 var decodeOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
 
-// decoder is a reusable jsontext.Decoder with its reader.
+// decoder is a reusable jsontext.Decoder with its input: a bytes.Buffer,
+// which jsontext parses in place.
 type decoder struct {
 	dec *jsontext.Decoder
-	r   bytes.Reader
+	in  bytes.Buffer
 }
 
 var decoders = sync.Pool{New: func() any {
 	d := new(decoder)
-	d.dec = jsontext.NewDecoder(&d.r)
+	d.dec = jsontext.NewDecoder(&d.in)
 	return d
 }}
 
 func (d *decoder) release() {
-	d.r.Reset(nil)
-	d.dec.Reset(&d.r, decodeOptions...)
+	d.in = bytes.Buffer{}
+	d.dec.Reset(&d.in, decodeOptions...)
 	decoders.Put(d)
 }
 
