@@ -125,34 +125,30 @@ func (r *Relay) waitAcks(ctx context.Context) error {
 // was delivered, so that its ack can be timed. It holds at most max
 // entries (the oldest goes first) and forgets an entry after ttl
 // (spool.max_age: no ack is expected later). Every operation is O(1)
-// (amortized) under a short lock. An ack_id is kept as its 64-bit hash,
-// not as a string: under 90 bytes an entry (half as before), no allocation
-// per push, and a collision (odds of about 1e-10 when full) only mistimes
-// one ack.
+// (amortized) under a short lock.
+//
+// It is compact, as it holds the last max deliveries: an ack_id is kept
+// as its 64-bit hash (a collision, at odds of about 1e-10 when full, only
+// mistimes one ack), the ring holds the entries and the map only their
+// places in it. About 40 bytes an entry, and no allocation per push.
 type sentLog struct {
 	mu   sync.Mutex
 	max  int
 	ttl  time.Duration
 	seed maphash.Seed
-	byID map[uint64]sentEntry
-	// ring holds the ids in the order they were remembered: n of them,
-	// from head on, wrapping around. It grows up to max.
+	apps []string          // app names, indexed by sentSlot.app
+	at   map[uint64]uint32 // ack_id hash -> index of its slot in ring
+	// ring holds the entries in the order they were remembered: n of
+	// them, from head on, wrapping around. It grows up to max.
 	ring []sentSlot
 	head int
 	n    int
-	seq  uint64
-}
-
-type sentEntry struct {
-	app string // an app's configured name: shared, not copied
-	at  int64  // Unix nanoseconds
-	seq uint64
 }
 
 type sentSlot struct {
-	id  uint64
-	at  int64
-	seq uint64
+	id   uint64 // hash of the ack_id
+	when int64  // Unix nanoseconds
+	app  uint16 // index in apps
 }
 
 // sweepPerRemember bounds how many expired entries one remember forgets:
@@ -160,7 +156,7 @@ type sentSlot struct {
 const sweepPerRemember = 4
 
 func newSentLog(max int, ttl time.Duration) *sentLog {
-	return &sentLog{max: max, ttl: ttl, seed: maphash.MakeSeed(), byID: make(map[uint64]sentEntry)}
+	return &sentLog{max: max, ttl: ttl, seed: maphash.MakeSeed(), at: make(map[uint64]uint32)}
 }
 
 // remember notes that the notification with ack_id id was delivered by app
@@ -172,15 +168,25 @@ func (l *sentLog) remember(id, app string, at time.Time) {
 	key, when := maphash.String(l.seed, id), at.UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i := 0; i < sweepPerRemember && l.n > 0 && time.Duration(when-l.ring[l.head].at) > l.ttl; i++ {
+	for i := 0; i < sweepPerRemember && l.n > 0 && time.Duration(when-l.ring[l.head].when) > l.ttl; i++ {
 		l.pop()
 	}
 	if l.n == l.max {
 		l.pop()
 	}
-	l.seq++
-	l.push(sentSlot{id: key, at: when, seq: l.seq})
-	l.byID[key] = sentEntry{app: app, at: when, seq: l.seq}
+	l.push(sentSlot{id: key, when: when, app: l.appIndex(app)})
+}
+
+// appIndex returns the index of app in l.apps, adding it if new. Apps are
+// few (the configured ones).
+func (l *sentLog) appIndex(app string) uint16 {
+	for i, a := range l.apps {
+		if a == app {
+			return uint16(i)
+		}
+	}
+	l.apps = append(l.apps, app)
+	return uint16(len(l.apps) - 1)
 }
 
 // take returns and forgets the app and time remembered for id, if any and
@@ -191,47 +197,56 @@ func (l *sentLog) take(id string, now time.Time) (app string, at time.Time, ok b
 	}
 	key := maphash.String(l.seed, id)
 	l.mu.Lock()
-	e, ok := l.byID[key]
+	i, ok := l.at[key]
+	var s sentSlot
 	if ok {
-		delete(l.byID, key)
+		s = l.ring[i]
+		delete(l.at, key)
+		app = l.apps[s.app]
 	}
 	l.mu.Unlock()
-	at = time.Unix(0, e.at)
+	at = time.Unix(0, s.when)
 	if !ok || now.Sub(at) > l.ttl {
 		return "", time.Time{}, false
 	}
-	return e.app, at, true
+	return app, at, true
 }
 
 // size reports how many ack_ids are remembered.
 func (l *sentLog) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.byID)
+	return len(l.at)
 }
 
 // push appends s at the new end of the ring, growing it (up to max) when
-// full. The caller has made room when n == max.
+// full, and points s.id at it. The caller has made room when n == max.
 func (l *sentLog) push(s sentSlot) {
 	if l.n == len(l.ring) {
 		grown := make([]sentSlot, min(max(2*len(l.ring), 1024), l.max))
 		for i := 0; i < l.n; i++ {
-			grown[i] = l.ring[(l.head+i)%len(l.ring)]
+			old := (l.head + i) % len(l.ring)
+			grown[i] = l.ring[old]
+			if j, ok := l.at[grown[i].id]; ok && int(j) == old {
+				l.at[grown[i].id] = uint32(i)
+			}
 		}
 		l.ring, l.head = grown, 0
 	}
-	l.ring[(l.head+l.n)%len(l.ring)] = s
+	i := (l.head + l.n) % len(l.ring)
+	l.ring[i] = s
+	l.at[s.id] = uint32(i)
 	l.n++
 }
 
 // pop forgets the oldest slot, and its id unless it was remembered again
-// since.
+// since (it then points at a newer slot).
 func (l *sentLog) pop() {
 	s := l.ring[l.head]
+	if j, ok := l.at[s.id]; ok && int(j) == l.head {
+		delete(l.at, s.id)
+	}
 	l.ring[l.head] = sentSlot{}
 	l.head = (l.head + 1) % len(l.ring)
 	l.n--
-	if e, ok := l.byID[s.id]; ok && e.seq == s.seq {
-		delete(l.byID, s.id)
-	}
 }
