@@ -29,6 +29,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apnsPlatform := fs.String("apns-platform", "apple_rn", "platform name of the iOS app")
 	fcmPlatform := fs.String("fcm-platform", "android_rn", "platform name of the Android app")
 	extra := fs.String("relay-config", "", "with --sandbox: YAML appended to the relay's configuration (e.g. 'log: {audit: false}')")
+	baseline := fs.Bool("baseline", true, "with --sandbox: first measure a bare HTTP/2 client for as long (-baseline=false for a soak)")
 	profile := fs.String("relay-profile", "", "with --sandbox: write the relay's CPU profile over the relay run to this file (go tool pprof)")
 	latency := fs.Duration("upstream-latency", 0, "with --sandbox: the APNs/FCM look-alikes answer every push this late (e.g. 20ms)")
 	faults := fs.Float64("faults", 0, "with --sandbox: fraction of pushes the look-alikes refuse, at random, with a retryable 503 (e.g. 0.05)")
@@ -82,12 +83,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders; mix %s, %.0f%% iOS, %.0f%% dead tokens; upstream latency %s, %g%% faults\n\n",
 		rig.PID, *c, *kinds, *apnsShare*100, *dead*100, *latency, *faults*100)
-	direct, err := rig.Direct(ctx, opt)
-	if err != nil {
-		return err
+	var direct loadgen.Report
+	if *baseline {
+		if direct, err = rig.Direct(ctx, opt); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "== a bare HTTP/2 client straight to the APNs look-alike (the ceiling of this machine)")
+		direct.Print(stdout)
 	}
-	fmt.Fprintln(stdout, "== a bare HTTP/2 client straight to the APNs look-alike (the ceiling of this machine)")
-	direct.Print(stdout)
 	opt.URL, opt.PID = rig.URL, rig.PID
 	profiled := make(chan error, 1)
 	if *profile != "" {
