@@ -250,3 +250,21 @@ func BenchmarkBuildSDK(b *testing.B) {
 		}
 	}
 }
+
+func ExampleEncode() {
+	n := wire.Notification{Platform: "android_rn", ServerID: "server-1", DeviceID: "device-token",
+		Type: wire.TypeClear, ChannelID: "channel-1", Badge: 0}
+	if err := n.Normalize(); err != nil {
+		panic(err)
+	}
+	body, err := fcm.Encode(&n) // the body of POST /v1/projects/<id>/messages:send
+	if err != nil {
+		panic(err)
+	}
+	var v any // the data keys come out in no set order: sort them for the example
+	json.Unmarshal(body, &v)
+	sorted, _ := json.Marshal(v)
+	fmt.Println(string(sorted))
+	// Output:
+	// {"message":{"android":{"priority":"high"},"data":{"ack_id":"","badge":"0","category":"","channel_id":"channel-1","is_crt_enabled":"false","server_id":"server-1","signature":"NO_SIGNATURE","sub_type":"","type":"clear","version":""},"token":"device-token"}}
+}

@@ -124,7 +124,11 @@ func typeError(field string, v jsontext.Value, t reflect.Type) error {
 	if v.Kind() == '0' {
 		what = "number " + string(v)
 	}
-	return &json.UnmarshalTypeError{Value: what, Type: t, Field: field}
+	e := &json.UnmarshalTypeError{Value: what, Type: t, Field: field}
+	if field != "" {
+		e.Struct = "Notification"
+	}
+	return e
 }
 
 // field is one decodable member of Notification.

@@ -97,3 +97,15 @@ func ExampleNotification_Normalize() {
 	fmt.Println(n.Platform, n.AppVersion, n.Signature, err)
 	// Output: apple_rn 2 NO_SIGNATURE <nil>
 }
+
+func ExampleNotification_UnmarshalJSON() {
+	// What json.Unmarshal calls, and the relay's ingress directly.
+	var n wire.Notification
+	err := n.UnmarshalJSON([]byte(`{"platform":"android_rn","server_id":"srv","device_id":"tok","badge":"2"}`))
+	fmt.Println(err)
+	err = n.UnmarshalJSON([]byte(`{"platform":"android_rn","server_id":"srv","device_id":"tok","badge":2,"extra":[1]}`))
+	fmt.Println(n.Platform, n.DeviceID, n.Badge, err)
+	// Output:
+	// json: cannot unmarshal string into Go struct field Notification.badge of type int
+	// android_rn tok 2 <nil>
+}
