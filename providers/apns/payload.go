@@ -2,13 +2,12 @@ package apns
 
 import (
 	"encoding/json"
-	"strconv"
 	"strings"
 
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/kyokomi/emoji/v2"
 	"github.com/sideshow/apns2"
 
+	"github.com/pushrelay/pushrelay/providers/jsonobject"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
@@ -50,59 +49,54 @@ func appendPayload(dst []byte, n *wire.Notification) []byte {
 	idLoaded := !voip && n.IsIDLoaded
 	content := !voip && !idLoaded && (n.Type == wire.TypeMessage || n.Type == wire.TypeSession)
 
-	o := object{b: dst}
-	o.open()
-	o.optional("ack_id", n.AckID)
-	o.key("aps")
-	if !voip {
-		appendAPS(&o, n, idLoaded, content)
-	} else {
-		o.b = append(o.b, "{}"...)
+	o := jsonobject.Open(dst)
+	o.Optional("ack_id", n.AckID)
+	aps := o.Object("aps")
+	if !voip { // VoIP: an empty aps
+		appendAPS(&aps, n, idLoaded, content)
 	}
-	o.optional("channel_id", n.ChannelID)
+	o.End(aps)
+	o.Optional("channel_id", n.ChannelID)
 	if content {
-		o.optional("channel_name", n.ChannelName)
+		o.Optional("channel_name", n.ChannelName)
 	}
-	o.optional("from_webhook", n.FromWebhook)
+	o.Optional("from_webhook", n.FromWebhook)
 	if idLoaded {
-		o.bool("id_loaded", true)
+		o.Bool("id_loaded", true)
 	}
-	o.bool("is_crt_enabled", n.IsCRTEnabled)
-	o.optional("override_icon_url", n.OverrideIconURL)
-	o.optional("override_username", n.OverrideUsername)
-	o.optional("post_id", n.PostID)
-	o.optional("root_id", n.RootID)
-	o.optional("sender_id", n.SenderID)
-	o.optional("sender_name", n.SenderName)
-	o.string("server_id", n.ServerID)
-	o.string("signature", n.Signature)
-	o.string("sub_type", n.SubType)
-	o.optional("team_id", n.TeamID)
-	o.string("type", n.Type)
+	o.Bool("is_crt_enabled", n.IsCRTEnabled)
+	o.Optional("override_icon_url", n.OverrideIconURL)
+	o.Optional("override_username", n.OverrideUsername)
+	o.Optional("post_id", n.PostID)
+	o.Optional("root_id", n.RootID)
+	o.Optional("sender_id", n.SenderID)
+	o.Optional("sender_name", n.SenderName)
+	o.String("server_id", n.ServerID)
+	o.String("signature", n.Signature)
+	o.String("sub_type", n.SubType)
+	o.Optional("team_id", n.TeamID)
+	o.String("type", n.Type)
 	if idLoaded || content {
-		o.string("version", n.Version)
+		o.String("version", n.Version)
 	}
-	return o.close()
+	return o.Close()
 }
 
-// appendAPS appends the aps dictionary of a notification that is not VoIP.
-func appendAPS(parent *object, n *wire.Notification, idLoaded, content bool) {
-	o := object{b: parent.b}
-	o.open()
+// appendAPS appends the members of the aps dictionary of a notification
+// that is not VoIP.
+func appendAPS(o *jsonobject.Object, n *wire.Notification, idLoaded, content bool) {
 	switch {
 	case idLoaded:
-		o.string("alert", n.Message) // the policy's generic text
+		o.String("alert", n.Message) // the policy's generic text
 	case content:
 		msg := expandEmoji(n.Message)
 		if n.Version == "v2" && n.ChannelName != "" {
-			o.key("alert")
-			a := object{b: o.b}
-			a.open()
-			a.optional("body", msg)
-			a.optional("title", n.ChannelName)
-			o.b = a.close()
+			alert := o.Object("alert")
+			alert.Optional("body", msg)
+			alert.Optional("title", n.ChannelName)
+			o.End(alert)
 		} else {
-			o.string("alert", msg)
+			o.String("alert", msg)
 		}
 	}
 	if n.Badge != wire.BadgeUnchanged {
@@ -110,69 +104,24 @@ func appendAPS(parent *object, n *wire.Notification, idLoaded, content bool) {
 		if n.Type == wire.TypeClear && badge == 0 && n.AppVersion > 1 {
 			badge = 1
 		}
-		o.key("badge")
-		o.b = strconv.AppendInt(o.b, int64(badge), 10)
+		o.Int("badge", int64(badge))
 	}
 	if idLoaded || content {
-		o.optional("category", n.Category)
+		o.Optional("category", n.Category)
 	}
 	if idLoaded || (content && n.Type == wire.TypeMessage) || n.Type == wire.TypeClear || n.Type == wire.TypeTest {
-		o.key("content-available")
-		o.b = append(o.b, '1')
+		o.Int("content-available", 1)
 	}
 	if idLoaded || content {
-		o.key("mutable-content")
-		o.b = append(o.b, '1')
-		o.string("sound", soundDefault)
+		o.Int("mutable-content", 1)
+		o.String("sound", soundDefault)
 	}
 	// update_badge: the badge alone.
 	if n.IsCRTEnabled && n.RootID != "" {
-		o.string("thread-id", n.RootID)
+		o.String("thread-id", n.RootID)
 	} else {
-		o.optional("thread-id", n.ChannelID)
+		o.Optional("thread-id", n.ChannelID)
 	}
-	parent.b = o.close()
-}
-
-// object appends one JSON object, member by member; the caller writes the
-// keys in the order they should appear.
-type object struct {
-	b     []byte
-	count int
-}
-
-func (o *object) open() { o.b = append(o.b, '{') }
-
-func (o *object) close() []byte { return append(o.b, '}') }
-
-// key appends a member's name (a constant of ours: no escaping needed).
-func (o *object) key(k string) {
-	if o.count > 0 {
-		o.b = append(o.b, ',')
-	}
-	o.count++
-	o.b = append(o.b, '"')
-	o.b = append(o.b, k...)
-	o.b = append(o.b, '"', ':')
-}
-
-func (o *object) string(k, v string) {
-	o.key(k)
-	// Invalid UTF-8 comes out as U+FFFD, as encoding/json writes it; the
-	// error only reports that.
-	o.b, _ = jsontext.AppendQuote(o.b, v)
-}
-
-// optional appends k only when v is not empty.
-func (o *object) optional(k, v string) {
-	if v != "" {
-		o.string(k, v)
-	}
-}
-
-func (o *object) bool(k string, v bool) {
-	o.key(k)
-	o.b = strconv.AppendBool(o.b, v)
 }
 
 // expandEmoji turns shortcodes (":tada:") into emoji, as Mattermost's push

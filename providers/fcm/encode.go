@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"firebase.google.com/go/v4/messaging"
-	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/pushrelay/pushrelay/providers/jsonobject"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
@@ -38,35 +38,28 @@ func appendRequest(dst []byte, m *messaging.Message) ([]byte, error) {
 	if err := encodable(m); err != nil {
 		return dst, err
 	}
-	o := object{b: dst}
-	o.open()
-	o.key("message")
-	msg := object{b: o.b}
-	msg.open()
+	o := jsonobject.Open(dst)
+	msg := o.Object("message")
 	// The SDK's order: data, android, token.
 	if len(m.Data) > 0 {
-		msg.key("data")
-		d := object{b: msg.b}
-		d.open()
+		d := msg.Object("data")
 		for k, v := range m.Data {
-			d.quotedString(k, v)
+			d.Pair(k, v)
 		}
-		msg.b = d.close()
+		msg.End(d)
 	}
 	if a := m.Android; a != nil {
-		msg.key("android")
-		ao := object{b: msg.b}
-		ao.open()
+		android := msg.Object("android")
 		if a.TTL != nil {
-			ao.key("ttl")
-			ao.b = appendTTL(ao.b, *a.TTL)
+			var ttl [32]byte
+			android.Raw("ttl", appendTTL(ttl[:0], *a.TTL))
 		}
-		ao.optional("priority", a.Priority)
-		msg.b = ao.close()
+		android.Optional("priority", a.Priority)
+		msg.End(android)
 	}
-	msg.string("token", m.Token)
-	o.b = msg.close()
-	return o.close(), nil
+	msg.String("token", m.Token)
+	o.End(msg)
+	return o.Close(), nil
 }
 
 // requestSizeHint is a capacity that holds the request for Build(n) without
@@ -151,53 +144,4 @@ func appendTTL(dst []byte, d time.Duration) []byte {
 		dst = append(dst, frac[:]...)
 	}
 	return append(dst, 's', '"')
-}
-
-// object appends one JSON object, member by member; the caller writes the
-// members in the order they should appear.
-type object struct {
-	b     []byte
-	count int
-}
-
-func (o *object) open() { o.b = append(o.b, '{') }
-
-func (o *object) close() []byte { return append(o.b, '}') }
-
-// key appends a member's name (a constant of ours: no escaping needed).
-func (o *object) key(k string) {
-	o.comma()
-	o.b = append(o.b, '"')
-	o.b = append(o.b, k...)
-	o.b = append(o.b, '"', ':')
-}
-
-func (o *object) comma() {
-	if o.count > 0 {
-		o.b = append(o.b, ',')
-	}
-	o.count++
-}
-
-func (o *object) string(k, v string) {
-	o.key(k)
-	// Invalid UTF-8 comes out as U+FFFD, as encoding/json writes it; the
-	// error only reports that.
-	o.b, _ = jsontext.AppendQuote(o.b, v)
-}
-
-// optional appends k only when v is not empty.
-func (o *object) optional(k, v string) {
-	if v != "" {
-		o.string(k, v)
-	}
-}
-
-// quotedString appends a member whose name is not ours (a data key): both
-// are quoted.
-func (o *object) quotedString(k, v string) {
-	o.comma()
-	o.b, _ = jsontext.AppendQuote(o.b, k)
-	o.b = append(o.b, ':')
-	o.b, _ = jsontext.AppendQuote(o.b, v)
 }
