@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +34,20 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("relay-profile", "", "with --sandbox: write the relay's CPU profile over the relay run to this file (go tool pprof)")
 	latency := fs.Duration("upstream-latency", 0, "with --sandbox: the APNs/FCM look-alikes answer every push this late (e.g. 20ms)")
 	faults := fs.Float64("faults", 0, "with --sandbox: fraction of pushes the look-alikes refuse, at random, with a retryable 503 (e.g. 0.05)")
+	selfProfile := fs.String("cpuprofile", "", "write this process's CPU profile (load generator and look-alikes) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *selfProfile != "" {
+		f, err := os.Create(*selfProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if !*sandboxed && (*latency != 0 || *faults != 0) {
 		return fmt.Errorf("-upstream-latency and -faults need --sandbox")
