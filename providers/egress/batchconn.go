@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -129,3 +130,13 @@ func (b *batchConn) Close() error {
 	b.mu.Unlock()
 	return nil
 }
+
+// batchTLSConn is a batchConn over a TLS connection that tells its
+// connection state, as an HTTP/2 client asks.
+type batchTLSConn struct {
+	*batchConn
+	tls *tls.Conn
+}
+
+// ConnectionState returns the TLS connection's state.
+func (c *batchTLSConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }

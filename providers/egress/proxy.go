@@ -160,16 +160,21 @@ type dialer struct {
 // DialContext connects to addr (host:port) the way the egress is
 // configured. It is the transports' DialContext.
 func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := d.dialRaw(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return newBatchConn(conn), nil
+}
+
+// dialRaw is DialContext without the batching of writes.
+func (d *dialer) dialRaw(ctx context.Context, network, addr string) (net.Conn, error) {
 	p, err := d.proxy.forAddr(addr)
 	if err != nil {
 		return nil, err
 	}
 	if p == nil {
-		conn, err := d.direct.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return newBatchConn(conn), nil
+		return d.direct.DialContext(ctx, network, addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, proxyHandshakeTimeout)
 	defer cancel()
@@ -182,7 +187,7 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		conn.Close()
 		return nil, err
 	}
-	return newBatchConn(tun), nil
+	return tun, nil
 }
 
 // dialProxy connects to the proxy from the source address, and for an
