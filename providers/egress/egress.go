@@ -40,9 +40,21 @@ type Config struct {
 	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
+// Timeouts of every outbound connection.
+const (
+	idleConnTimeout  = 90 * time.Second
+	handshakeTimeout = 10 * time.Second
+	// A ping after 15s of silence, and a connection that does not answer
+	// it within 10s is dropped: a proxy or firewall that silently forgot
+	// an idle tunnel costs one send, not many.
+	pingAfter   = 15 * time.Second
+	pingTimeout = 10 * time.Second
+)
+
 // Egress is the shared outbound path. It is safe for concurrent use.
 type Egress struct {
 	base     *http.Transport
+	tls      *tls.Config // what base's TLS config was made from; net/http edits base's own
 	dial     *dialer
 	roots    *x509.CertPool // system roots + egress.ca_file
 	source   string         // egress.source_address, "" when the OS chooses
@@ -87,26 +99,21 @@ func newEgress(cfg Config, defaultHosts []string, onDenied func(host string), en
 		proxy:    sel,
 		proxyTLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
 	}
+	tlsConf := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	t := &http.Transport{
 		// No Proxy: the dialer goes through the proxy itself, for every
 		// connection, so that all of them leave from the source address,
 		// an https:// proxy trusts egress.ca_file and is offered HTTP/1.1
 		// only, and a refusal says which proxy refused what, and why.
 		DialContext:           d.DialContext,
-		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       tlsConf.Clone(),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
+		IdleConnTimeout:       idleConnTimeout,
+		TLSHandshakeTimeout:   handshakeTimeout,
 		ExpectContinueTimeout: time.Second,
-		HTTP2: &http.HTTP2Config{
-			// A ping after 15s of silence, and a connection that does not
-			// answer it within 10s is dropped: a proxy or firewall that
-			// silently forgot an idle tunnel costs one send, not many.
-			SendPingTimeout: 15 * time.Second,
-			PingTimeout:     10 * time.Second,
-		},
+		HTTP2:                 &http.HTTP2Config{SendPingTimeout: pingAfter, PingTimeout: pingTimeout},
 	}
 	hosts := cfg.AllowedHosts
 	if len(hosts) == 0 {
@@ -117,7 +124,7 @@ func newEgress(cfg Config, defaultHosts []string, onDenied func(host string), en
 		allowed[strings.ToLower(h)] = true
 	}
 	return &Egress{
-		base: t, dial: d, roots: roots, source: cfg.SourceAddress, caFile: cfg.CAFile,
+		base: t, tls: tlsConf, dial: d, roots: roots, source: cfg.SourceAddress, caFile: cfg.CAFile,
 		allowed: allowed, onDenied: onDenied,
 	}, nil
 }
@@ -140,7 +147,7 @@ func (e *Egress) Transport() http.RoundTripper {
 // several requests are sealed in one TLS record, by the one writer
 // goroutine, instead of each request's own.
 func (e *Egress) HTTP2Transport(cert *tls.Certificate) http.RoundTripper {
-	tc := e.base.TLSClientConfig.Clone()
+	tc := e.tls.Clone()
 	tc.NextProtos = []string{http2.NextProtoTLS}
 	if cert != nil {
 		tc.Certificates = []tls.Certificate{*cert}
@@ -149,9 +156,9 @@ func (e *Egress) HTTP2Transport(cert *tls.Certificate) http.RoundTripper {
 		return &http2.Transport{
 			DialTLSContext:  e.dialHTTP2,
 			TLSClientConfig: tc,
-			IdleConnTimeout: e.base.IdleConnTimeout,
-			ReadIdleTimeout: e.base.HTTP2.SendPingTimeout,
-			PingTimeout:     e.base.HTTP2.PingTimeout,
+			IdleConnTimeout: idleConnTimeout,
+			ReadIdleTimeout: pingAfter,
+			PingTimeout:     pingTimeout,
 		}
 	})}
 }
@@ -159,7 +166,7 @@ func (e *Egress) HTTP2Transport(cert *tls.Certificate) http.RoundTripper {
 // dialHTTP2 connects to addr on the egress path, does the TLS handshake
 // with cfg, checks that the server speaks HTTP/2 and batches the writes.
 func (e *Egress) dialHTTP2(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.base.TLSHandshakeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	raw, err := e.dial.dialRaw(ctx, network, addr)
 	if err != nil {
