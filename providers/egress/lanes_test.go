@@ -2,12 +2,16 @@ package egress
 
 import (
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestHTTP2TransportOpensAnotherConnectionWhenOneIsBusy(t *testing.T) {
@@ -78,4 +82,69 @@ func TestHTTP2TransportOpensAnotherConnectionWhenOneIsBusy(t *testing.T) {
 	if distinct() < 2 || lanes.count() != 2 {
 		t.Errorf("%d requests at once: %d connections, %d lanes; want a second one", perLane+perLane/2, distinct(), lanes.count())
 	}
+}
+
+// TestHTTP2TransportSurvivesDroppedConnections: when the server drops its
+// connections under load, every request in flight ends (answered or with
+// an error, never hanging on a queued write), and the next ones get through
+// on new connections.
+func TestHTTP2TransportSurvivesDroppedConnections(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte("ok"))
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{CAFile: ca, AllowedHosts: []string{"127.0.0.1"}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: e.HTTP2Transport(nil), Timeout: 10 * time.Second}
+	post := func() error {
+		resp, err := client.Post(srv.URL, "application/json", strings.NewReader(strings.Repeat("x", 2048)))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return err
+	}
+	var ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				if err := post(); err != nil {
+					failed.Add(1)
+				} else {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	for range 5 {
+		time.Sleep(20 * time.Millisecond)
+		srv.CloseClientConnections()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("requests hung after their connections were dropped")
+	}
+	if ok.Load()+failed.Load() != 1600 {
+		t.Fatalf("%d answered + %d failed, want 1600 ended", ok.Load(), failed.Load())
+	}
+	if err := post(); err != nil {
+		t.Errorf("after the drops, a request failed: %v", err)
+	}
+	t.Logf("%d answered, %d failed while connections were dropped", ok.Load(), failed.Load())
 }
