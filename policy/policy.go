@@ -153,9 +153,6 @@ func New(cfg Config) (*Policy, error) {
 	return p, nil
 }
 
-// GenericText is the text that replaces a removed message.
-func (p *Policy) GenericText() string { return p.generic }
-
 // Apply returns what may leave of n under the first rule that matches it
 // (or the default), and what was removed. n is expected to be normalized
 // (wire.Notification.Normalize). Apply never adds content: a removed field

@@ -22,7 +22,7 @@ import (
 )
 
 // Relay carries notifications from the Mattermost server to the providers.
-// It is safe for concurrent use; Reload swaps policy and providers
+// It is safe for concurrent use; Server.Reload swaps policy and providers
 // atomically.
 type Relay struct {
 	state      atomic.Pointer[state]
@@ -167,18 +167,6 @@ func (r *Relay) swap(st *state) {
 			}
 		}
 	}
-}
-
-// Reload builds policy, egress and providers from cfg and swaps them in
-// atomically. In-flight requests finish on the old ones. On error nothing
-// changes.
-func (r *Relay) Reload(cfg *Config) error {
-	st, err := r.build(cfg)
-	if err != nil {
-		return err
-	}
-	r.swap(st)
-	return nil
 }
 
 func (st *state) all() []*app {

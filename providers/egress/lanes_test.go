@@ -14,22 +14,14 @@ import (
 	"time"
 )
 
-func TestHTTP2TransportOpensAnotherConnectionWhenOneIsBusy(t *testing.T) {
-	var mu sync.Mutex
-	conns := map[string]bool{}
-	arrived, release := make(chan struct{}, 1000), make(chan struct{})
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		conns[r.RemoteAddr] = true
-		mu.Unlock()
-		if r.URL.Path == "/hold" {
-			arrived <- struct{}{}
-			<-release
-		}
-	}))
+// h2Server starts an HTTP/2 TLS server with handler and an Egress that
+// trusts it; the server closes when the test ends.
+func h2Server(t *testing.T, handler http.HandlerFunc) (*httptest.Server, *Egress) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(handler)
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
@@ -38,6 +30,22 @@ func TestHTTP2TransportOpensAnotherConnectionWhenOneIsBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, e
+}
+
+func TestHTTP2TransportOpensAnotherConnectionWhenOneIsBusy(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	arrived, release := make(chan struct{}, 1000), make(chan struct{})
+	srv, e := h2Server(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		if r.URL.Path == "/hold" {
+			arrived <- struct{}{}
+			<-release
+		}
+	})
 	rt := e.HTTP2Transport(nil)
 	client := &http.Client{Transport: rt}
 	get := func(path string) {
@@ -89,21 +97,10 @@ func TestHTTP2TransportOpensAnotherConnectionWhenOneIsBusy(t *testing.T) {
 // an error, never hanging on a queued write), and the next ones get through
 // on new connections.
 func TestHTTP2TransportSurvivesDroppedConnections(t *testing.T) {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, e := h2Server(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Write([]byte("ok"))
-	}))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	defer srv.Close()
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(Config{CAFile: ca, AllowedHosts: []string{"127.0.0.1"}}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	client := &http.Client{Transport: e.HTTP2Transport(nil), Timeout: 10 * time.Second}
 	post := func() error {
 		resp, err := client.Post(srv.URL, "application/json", strings.NewReader(strings.Repeat("x", 2048)))

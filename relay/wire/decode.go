@@ -121,7 +121,9 @@ func (d *decoder) text(body string, v jsontext.Value) string {
 
 func typeError(field string, v jsontext.Value, t reflect.Type) error {
 	what := map[jsontext.Kind]string{'"': "string", '0': "number", 't': "bool", 'f': "bool", '{': "object", '[': "array"}[v.Kind()]
-	if v.Kind() == '0' {
+	if v.Kind() == '0' && t.Kind() == reflect.Int {
+		// A number that is no int (1.5, 1e3) says which; into a string
+		// field (a device_id, say) it stays unquoted.
 		what = "number " + string(v)
 	}
 	e := &json.UnmarshalTypeError{Value: what, Type: t, Field: field}
