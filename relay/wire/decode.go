@@ -20,7 +20,22 @@ import (
 // json.Decoder does. It is faster and makes one allocation for all the
 // strings: they are slices of one copy of data, unless they hold escapes or
 // invalid UTF-8 (then encoding/json decodes that value).
+//
+// Bodies of the common shape take scanFlat, a hand-written scanner; it
+// gives up on anything else, and the general path on jsontext decodes the
+// body from scratch, so that errors and odd cases stay where jsontext and
+// encoding/json have them right.
 func (n *Notification) UnmarshalJSON(data []byte) error {
+	var body string // a copy of data, made at the first string worth keeping
+	if scanFlat(data, n, &body) {
+		return nil
+	}
+	return n.decode(data, body)
+}
+
+// decode is UnmarshalJSON's general path. body is the copy of data that
+// scanFlat made before it gave up, or "".
+func (n *Notification) decode(data []byte, body string) error {
 	d := decoders.Get().(*decoder)
 	defer d.release()
 	d.in = *bytes.NewBuffer(data)
@@ -40,43 +55,43 @@ func (n *Notification) UnmarshalJSON(data []byte) error {
 	if _, err := d.dec.ReadToken(); err != nil {
 		return err
 	}
-	var body string // a copy of data, made at the first string worth keeping
 	for d.dec.PeekKind() != '}' {
 		name, err := d.dec.ReadValue() // a name, or the error in its place
 		if err != nil {
 			return err
 		}
-		f := lookup(name)
+		// Before the next read, which may overwrite name.
+		tag, str, num, flag := n.lookup(unquote(name))
 		v, err := d.dec.ReadValue()
 		if err != nil {
 			return err
 		}
-		if f == nil || v.Kind() == 'n' {
+		if v.Kind() == 'n' {
 			continue
 		}
 		switch {
-		case f.str != nil:
+		case str != nil:
 			if v.Kind() != '"' {
-				return typeError(f.name, v, reflect.TypeFor[string]())
+				return typeError(tag, v, reflect.TypeFor[string]())
 			}
 			if body == "" {
 				body = string(data)
 			}
-			*f.str(n) = d.text(body, v)
-		case f.num != nil:
+			*str = d.text(body, v)
+		case num != nil:
 			if v.Kind() != '0' {
-				return typeError(f.name, v, reflect.TypeFor[int]())
+				return typeError(tag, v, reflect.TypeFor[int]())
 			}
 			i, err := strconv.ParseInt(string(v), 10, 0)
 			if err != nil {
-				return typeError(f.name, v, reflect.TypeFor[int]())
+				return typeError(tag, v, reflect.TypeFor[int]())
 			}
-			*f.num(n) = int(i)
-		case f.flag != nil:
+			*num = int(i)
+		case flag != nil:
 			if v.Kind() != 't' && v.Kind() != 'f' {
-				return typeError(f.name, v, reflect.TypeFor[bool]())
+				return typeError(tag, v, reflect.TypeFor[bool]())
 			}
-			*f.flag(n) = v.Kind() == 't'
+			*flag = v.Kind() == 't'
 		}
 	}
 	_, err := d.dec.ReadToken()
@@ -133,68 +148,108 @@ func typeError(field string, v jsontext.Value, t reflect.Type) error {
 	return e
 }
 
-// field is one decodable member of Notification.
-type field struct {
-	name string
-	str  func(*Notification) *string
-	num  func(*Notification) *int
-	flag func(*Notification) *bool
-}
-
-// fields lists Notification's members by json tag name.
-var fields = map[string]*field{}
-
-func init() {
-	for _, f := range []*field{
-		{name: "ack_id", str: func(n *Notification) *string { return &n.AckID }},
-		{name: "platform", str: func(n *Notification) *string { return &n.Platform }},
-		{name: "server_id", str: func(n *Notification) *string { return &n.ServerID }},
-		{name: "device_id", str: func(n *Notification) *string { return &n.DeviceID }},
-		{name: "post_id", str: func(n *Notification) *string { return &n.PostID }},
-		{name: "category", str: func(n *Notification) *string { return &n.Category }},
-		{name: "sound", str: func(n *Notification) *string { return &n.Sound }},
-		{name: "message", str: func(n *Notification) *string { return &n.Message }},
-		{name: "badge", num: func(n *Notification) *int { return &n.Badge }},
-		{name: "cont_ava", num: func(n *Notification) *int { return &n.ContentAvailable }},
-		{name: "team_id", str: func(n *Notification) *string { return &n.TeamID }},
-		{name: "channel_id", str: func(n *Notification) *string { return &n.ChannelID }},
-		{name: "root_id", str: func(n *Notification) *string { return &n.RootID }},
-		{name: "channel_name", str: func(n *Notification) *string { return &n.ChannelName }},
-		{name: "type", str: func(n *Notification) *string { return &n.Type }},
-		{name: "sub_type", str: func(n *Notification) *string { return &n.SubType }},
-		{name: "transport", str: func(n *Notification) *string { return &n.Transport }},
-		{name: "sender_id", str: func(n *Notification) *string { return &n.SenderID }},
-		{name: "sender_name", str: func(n *Notification) *string { return &n.SenderName }},
-		{name: "override_username", str: func(n *Notification) *string { return &n.OverrideUsername }},
-		{name: "override_icon_url", str: func(n *Notification) *string { return &n.OverrideIconURL }},
-		{name: "from_webhook", str: func(n *Notification) *string { return &n.FromWebhook }},
-		{name: "version", str: func(n *Notification) *string { return &n.Version }},
-		{name: "is_crt_enabled", flag: func(n *Notification) *bool { return &n.IsCRTEnabled }},
-		{name: "is_id_loaded", flag: func(n *Notification) *bool { return &n.IsIDLoaded }},
-		{name: "signature", str: func(n *Notification) *string { return &n.Signature }},
-	} {
-		fields[f.name] = f
+// field finds the member of n whose json tag is name, with a string switch
+// (cheaper than a map and a function per field): it returns the tag and a
+// pointer to the member, as a string, an int or a bool. For a name that is
+// no tag, all are zero.
+func (n *Notification) field(name []byte) (tag string, str *string, num *int, flag *bool) {
+	switch string(name) {
+	case "ack_id":
+		return "ack_id", &n.AckID, nil, nil
+	case "platform":
+		return "platform", &n.Platform, nil, nil
+	case "server_id":
+		return "server_id", &n.ServerID, nil, nil
+	case "device_id":
+		return "device_id", &n.DeviceID, nil, nil
+	case "post_id":
+		return "post_id", &n.PostID, nil, nil
+	case "category":
+		return "category", &n.Category, nil, nil
+	case "sound":
+		return "sound", &n.Sound, nil, nil
+	case "message":
+		return "message", &n.Message, nil, nil
+	case "badge":
+		return "badge", nil, &n.Badge, nil
+	case "cont_ava":
+		return "cont_ava", nil, &n.ContentAvailable, nil
+	case "team_id":
+		return "team_id", &n.TeamID, nil, nil
+	case "channel_id":
+		return "channel_id", &n.ChannelID, nil, nil
+	case "root_id":
+		return "root_id", &n.RootID, nil, nil
+	case "channel_name":
+		return "channel_name", &n.ChannelName, nil, nil
+	case "type":
+		return "type", &n.Type, nil, nil
+	case "sub_type":
+		return "sub_type", &n.SubType, nil, nil
+	case "transport":
+		return "transport", &n.Transport, nil, nil
+	case "sender_id":
+		return "sender_id", &n.SenderID, nil, nil
+	case "sender_name":
+		return "sender_name", &n.SenderName, nil, nil
+	case "override_username":
+		return "override_username", &n.OverrideUsername, nil, nil
+	case "override_icon_url":
+		return "override_icon_url", &n.OverrideIconURL, nil, nil
+	case "from_webhook":
+		return "from_webhook", &n.FromWebhook, nil, nil
+	case "version":
+		return "version", &n.Version, nil, nil
+	case "is_crt_enabled":
+		return "is_crt_enabled", nil, nil, &n.IsCRTEnabled
+	case "is_id_loaded":
+		return "is_id_loaded", nil, nil, &n.IsIDLoaded
+	case "signature":
+		return "signature", &n.Signature, nil, nil
 	}
+	return "", nil, nil, nil
 }
 
-// lookup finds the field a quoted name stands for, as encoding/json does:
-// the exact tag name first, else one equal under Unicode case folding.
-func lookup(quoted jsontext.Value) *field {
+// tagNames are Notification's json names, for the case-insensitive match.
+var tagNames = func() (names []string) {
+	for f := range reflect.TypeFor[Notification]().Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}()
+
+// lookup finds the member of n a (decoded) name stands for, as
+// encoding/json does: the exact tag name first, else one equal under
+// Unicode case folding.
+func (n *Notification) lookup(name []byte) (tag string, str *string, num *int, flag *bool) {
+	if tag, str, num, flag = n.field(name); tag == "" {
+		tag, str, num, flag = n.fold(name)
+	}
+	return tag, str, num, flag
+}
+
+// fold is lookup for a name that is no exact tag name.
+func (n *Notification) fold(name []byte) (tag string, str *string, num *int, flag *bool) {
+	s := string(name)
+	for _, t := range tagNames {
+		if strings.EqualFold(t, s) {
+			return n.field([]byte(t))
+		}
+	}
+	return "", nil, nil, nil
+}
+
+// unquote returns the name a quoted JSON name stands for: its bytes
+// between the quotes, unless escapes or invalid UTF-8 need encoding/json to
+// decode them.
+func unquote(quoted []byte) []byte {
 	raw := quoted[1 : len(quoted)-1]
-	if f, ok := fields[string(raw)]; ok {
-		return f
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return raw
 	}
-	name := string(raw)
-	if bytes.IndexByte(raw, '\\') >= 0 || !utf8.Valid(raw) {
-		json.Unmarshal(quoted, &name)
-		if f, ok := fields[name]; ok {
-			return f
-		}
-	}
-	for _, f := range fields {
-		if strings.EqualFold(f.name, name) {
-			return f
-		}
-	}
-	return nil
+	var name string
+	json.Unmarshal(quoted, &name) // quoted is a valid string literal: it cannot fail
+	return []byte(name)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -12,23 +13,41 @@ import (
 type plain Notification
 
 // decodeBoth decodes body with UnmarshalJSON and, as the relay did before it
-// had one, with a json.Decoder.
-func decodeBoth(body []byte) (got Notification, gotErr error, want Notification, wantErr error) {
+// had one, with a json.Decoder, both into a copy of prior.
+func decodeBoth(body []byte, prior Notification) (got Notification, gotErr error, want Notification, wantErr error) {
+	got = prior
 	gotErr = got.UnmarshalJSON(body)
-	var p plain
+	p := plain(prior)
 	wantErr = json.NewDecoder(bytes.NewReader(body)).Decode(&p)
 	return got, gotErr, Notification(p), wantErr
 }
 
-func TestUnmarshalJSONAgreesWithEncodingJSON(t *testing.T) {
-	for _, body := range decodeSeeds {
-		got, gotErr, want, wantErr := decodeBoth([]byte(body))
+// filled has every field set, to see that a body changes only the fields
+// it has a non-null value for.
+var filled = Notification{AckID: "a", Platform: "p", ServerID: "s", DeviceID: "d", PostID: "p", Category: "c",
+	Sound: "s", Message: "m", Badge: 7, ContentAvailable: 1, TeamID: "t", ChannelID: "c", RootID: "r",
+	ChannelName: "c", Type: "t", SubType: "s", Transport: "t", SenderID: "s", SenderName: "s",
+	OverrideUsername: "o", OverrideIconURL: "o", FromWebhook: "f", Version: "v", IsCRTEnabled: true,
+	IsIDLoaded: true, Signature: "s", AppVersion: 2}
+
+// agree reports how UnmarshalJSON and encoding/json disagree on body, or "".
+func agree(body []byte) string {
+	for _, prior := range []Notification{{}, filled} {
+		got, gotErr, want, wantErr := decodeBoth(body, prior)
 		if (gotErr == nil) != (wantErr == nil) {
-			t.Errorf("%s: error %v, encoding/json says %v", body, gotErr, wantErr)
-			continue
+			return fmt.Sprintf("error %v, encoding/json says %v", gotErr, wantErr)
 		}
 		if gotErr == nil && got != want {
-			t.Errorf("%s:\n got %+v\nwant %+v", body, got, want)
+			return fmt.Sprintf("\n got %+v\nwant %+v", got, want)
+		}
+	}
+	return ""
+}
+
+func TestUnmarshalJSONAgreesWithEncodingJSON(t *testing.T) {
+	for _, body := range decodeSeeds {
+		if diff := agree([]byte(body)); diff != "" {
+			t.Errorf("%q: %s", body, diff)
 		}
 	}
 }
@@ -40,6 +59,7 @@ func TestUnmarshalJSONTypeErrorNamesTheField(t *testing.T) {
 		{`{"device_id":42}`, "device_id", "number"},
 		{`{"is_id_loaded":"yes"}`, "is_id_loaded", "string"},
 		{`{"message":{"text":"x"}}`, "message", "object"},
+		{`{"BADGE":"3"}`, "badge", "string"},
 		{`[]`, "", "array"},
 	} {
 		var n Notification
@@ -83,12 +103,8 @@ func FuzzUnmarshalJSONAgreesWithEncodingJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, gotErr, want, wantErr := decodeBoth(body)
-		if (gotErr == nil) != (wantErr == nil) {
-			t.Fatalf("%q: error %v, encoding/json says %v", body, gotErr, wantErr)
-		}
-		if gotErr == nil && got != want {
-			t.Fatalf("%q:\n got %+v\nwant %+v", body, got, want)
+		if diff := agree(body); diff != "" {
+			t.Fatalf("%q: %s", body, diff)
 		}
 	})
 }
@@ -108,4 +124,33 @@ var decodeSeeds = []string{
 	`{"badge":"x"}`, `{"badge":1e2}`, `{"is_id_loaded":1}`,
 	`{"device_id":"d"} trailing garbage`, `{"device_id":"d"`, `{"device_id":}`,
 	`null`, `[]`, `"str"`, `42`, ``, `   `, `{}`, `{"a":1,}`,
+
+	// The edges of scanFlat's subset, and just past them.
+	" \t\r\n{ \"device_id\" \t:\n\"d\"\r, \"badge\" : -2 ,\"is_id_loaded\":true , \"x\" : null\n}\t ",
+	"{\"device_id\"\v:\"d\"}", "\xef\xbb\xbf{\"device_id\":\"d\"}", `{ }`, `{"device_id":"d",}`, `{,}`, `{"a" 1}`,
+	`{"a":1 "b":2}`, `{a:1}`, `{1:1}`, `{"a":1}}`, "{\"a\":1\x00}", `{"device_id":"d"}{"device_id":"e"}`,
+	`{"device_id":"d"}]`, `{"device_id":"d"`, `{"device_id":"d",`, `{"device_id":"d" `, `{"device_id":"d`, `{"device_id`, `{`,
+	`{"badge":0}`, `{"badge":-0}`, `{"badge":1}`, `{"badge":-1}`, `{"badge":10}`, `{"badge":01}`, `{"badge":-01}`,
+	`{"badge":00}`, `{"badge":1.0}`, `{"badge":1E+2}`, `{"badge":1e-2}`, `{"badge":-}`, `{"badge":1.}`, `{"badge":.5}`,
+	`{"badge":+1}`, `{"badge":1x}`, `{"badge":0x10}`, `{"badge":9223372036854775807}`, `{"badge":9223372036854775808}`,
+	`{"badge":-9223372036854775808}`, `{"badge":-9223372036854775809}`, `{"badge":-0.0}`, `{"badge":2,"badge":3}`,
+	`{"badge":123456789012345678901234567890123456789}`, `{"cont_ava":-5}`,
+	`{"x":0}`, `{"x":-0}`, `{"x":0.5}`, `{"x":-0.0e-0}`, `{"x":1E+09}`, `{"x":12.34e56}`, `{"x":1e}`, `{"x":1e+}`,
+	`{"x":1.e1}`, `{"x":01}`, `{"x":-}`, `{"x":.1}`, `{"x":1.5.5}`, `{"x":Infinity}`, `{"x":NaN}`, `{"x":-Infinity}`,
+	`{"x":true,"y":false,"z":null,"w":"s","v":1}`, `{"x":tru}`, `{"x":truex}`, `{"x":nul}`, `{"x":nullx}`, `{"x":fals}`,
+	`{"x":[]}`, `{"x":{}}`, `{"x":[1],"device_id":"d"}`, `{"x":"a\"b","device_id":"d"}`, `{"x":"\u0041"}`,
+	`{"device_id":"é 🎉 日本 ﷽"}`, "{\"device_id\":\"\xff\"}", "{\"device_id\":\"\xe6\x97\"}",
+	"{\"device_id\":\"\xc0\xaf\"}", "{\"device_id\":\"\xed\xa0\x80\"}", "{\"device_id\":\"a\x01b\"}",
+	"{\"device_id\":\"raw\ttab\"}", "{\"device_id\":\"raw\nnewline\"}", "{\"device_id\":\"del\x7f\"}",
+	"{\"x\":\"\xff\",\"device_id\":\"d\"}", "{\"x\":\"a\x1fb\",\"device_id\":\"d\"}",
+	"{\"device_id\":\"abcdefg\x00\"}", "{\"device_id\":\"abcdefgh\x1f\x20\x21\x22\"}",
+	`{"device_id":"","message":"","platform":""}`, `{"":"x"}`, `{"":1,"device_id":"d"}`,
+	`{"DEVICE_ID":"upper"}`, `{"Is_Id_Loaded":true,"bAdGe":4,"Cont_Ava":-1}`, `{"ſound":"long s","ſignature":"t"}`,
+	`{"device_id":"exact","DEVICE_ID":"folded"}`, `{"DEVICE_ID":"folded","device_id":"exact"}`,
+	`{"device_idx":"no","device":"no","AppVersion":3,"-":4,"appversion":5}`, "{\"\xff\":1,\"device_id\":\"d\"}",
+	`{"\u0064evice_id":"escaped name"}`, `{"message":"a\nb"}`, `{"message":"a\u003cb\u003e"}`,
+	`{"ack_id":null,"platform":null,"server_id":null,"device_id":null,"post_id":null,"category":null,"sound":null,"message":null,"badge":null,"cont_ava":null,"team_id":null,"channel_id":null,"root_id":null,"channel_name":null,"type":null,"sub_type":null,"transport":null,"sender_id":null,"sender_name":null,"override_username":null,"override_icon_url":null,"from_webhook":null,"version":null,"is_crt_enabled":null,"is_id_loaded":null,"signature":null}`,
+	`{"device_id":true}`, `{"device_id":1}`, `{"badge":true}`, `{"badge":"1"}`, `{"is_id_loaded":"true"}`,
+	`{"is_id_loaded":0}`, `{"is_id_loaded":tru}`, `{"is_id_loaded":falsey}`, `{"badge":"x","badge":1}`,
+	`{"device_id":"d","badge":[]}`, `{"device_id":"d","message":{}}`,
 }
