@@ -1,12 +1,16 @@
 package apns
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
+	"github.com/kyokomi/emoji/v2"
 	"github.com/sideshow/apns2"
 
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -375,15 +379,118 @@ func TestBuildPure(t *testing.T) {
 	}
 }
 
+// payloadBytes are payloads pinned byte for byte (TestBuildBytes), as the
+// map-based payload and then the first jsonobject encoder wrote them: keys
+// sorted, no spaces, emoji and non-ASCII text as they are, '<', '>', '&',
+// DEL and U+2028 not escaped, invalid UTF-8 as U+FFFD.
+var payloadBytes = []struct {
+	name string
+	n    wire.Notification // before Normalize
+	want string
+}{
+	{"message v2 with channel name", fullMessage(), `{"ack_id":"ack-1","aps":{"alert":{"body":"alice: we shipped 🎉 ","title":"Town Square"},"badge":3,"category":"CAN_REPLY","content-available":1,"mutable-content":1,"sound":"default","thread-id":"channel-1"},"channel_id":"channel-1","channel_name":"Town Square","is_crt_enabled":false,"post_id":"post-1","sender_id":"user-1","sender_name":"alice","server_id":"server-1","signature":"sig.jwt.value","sub_type":"","team_id":"team-1","type":"message","version":"v2"}`},
+	{"id-loaded", with(fullMessage(), func(n *wire.Notification) {
+		n.IsIDLoaded, n.Message, n.ChannelName, n.SenderName = true, "You've received a new message.", "", ""
+	}), `{"ack_id":"ack-1","aps":{"alert":"You've received a new message.","badge":3,"category":"CAN_REPLY","content-available":1,"mutable-content":1,"sound":"default","thread-id":"channel-1"},"channel_id":"channel-1","id_loaded":true,"is_crt_enabled":false,"post_id":"post-1","sender_id":"user-1","server_id":"server-1","signature":"sig.jwt.value","sub_type":"","team_id":"team-1","type":"message","version":"v2"}`},
+	{"escapes", with(fullMessage(), func(n *wire.Notification) {
+		n.Message = "say \"hi\"\n<b>&</b> \u2028 :tada::flag-fr: \xff\x7f :nope: end"
+		n.ChannelName = "Caf\u00e9 \\ \x01"
+	}), "{\"ack_id\":\"ack-1\",\"aps\":{\"alert\":{\"body\":\"say \\\"hi\\\"\\n<b>&</b> \u2028 🎉 🇫🇷 \ufffd\x7f :nope: end\",\"title\":\"Café \\\\ \\u0001\"},\"badge\":3,\"category\":\"CAN_REPLY\",\"content-available\":1,\"mutable-content\":1,\"sound\":\"default\",\"thread-id\":\"channel-1\"},\"channel_id\":\"channel-1\",\"channel_name\":\"Café \\\\ \\u0001\",\"is_crt_enabled\":false,\"post_id\":\"post-1\",\"sender_id\":\"user-1\",\"sender_name\":\"alice\",\"server_id\":\"server-1\",\"signature\":\"sig.jwt.value\",\"sub_type\":\"\",\"team_id\":\"team-1\",\"type\":\"message\",\"version\":\"v2\"}"},
+}
+
+func TestBuildBytes(t *testing.T) {
+	for _, c := range payloadBytes {
+		n := payloadCase{n: c.n}.normalized(t, "token")
+		if got := Build(n, testTopic).Payload.(json.RawMessage); string(got) != c.want {
+			t.Errorf("%s: payload\n got %s\nwant %s", c.name, got, c.want)
+		}
+	}
+}
+
+// TestPayloadSizeHint: the payload of every case, and of a notification
+// with every field set and shortcodes that expand to more than twice their
+// length, fits the buffer Build makes for it: it never grows.
+func TestPayloadSizeHint(t *testing.T) {
+	cases := payloadCases()
+	for _, version := range []string{"v2", ""} {
+		cases = append(cases, payloadCase{name: "every field, version " + version, n: wire.Notification{
+			AckID: "ack", Platform: "apple_rn-v2", ServerID: "server", PostID: "post", Category: "CAN_REPLY",
+			Message: ":wales::flag-fr: :+1:", Badge: -1 << 63, TeamID: "team", ChannelID: "channel",
+			RootID: "root", ChannelName: "name", Type: wire.TypeMessage, SubType: "calls", SenderID: "sender",
+			SenderName: "alice", OverrideUsername: "bot", OverrideIconURL: "https://x/i.png", FromWebhook: "true",
+			Version: version, IsCRTEnabled: true, Signature: "sig",
+		}})
+	}
+	for _, c := range cases {
+		n := c.normalized(t, "token")
+		hint := payloadSizeHint(n)
+		payload := Build(n, testTopic).Payload.(json.RawMessage)
+		if cap(payload) != hint {
+			t.Errorf("%s: the payload (%d bytes) outgrew its buffer (%d)", c.name, len(payload), hint)
+		}
+	}
+}
+
 func TestExpandEmoji(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"", ""},
 		{"no colon here", "no colon here"},
 		{":+1:", "\U0001F44D "},
 		{"at 10:30, :nope: stays", "at 10:30, :nope: stays"},
+		{"::tada:", ":\U0001F389 "},
+		{":tada::tada:", "\U0001F389 \U0001F389 "},
+		{":nope:tada:", ":nope:tada:"}, // the closing colon starts no shortcode
+		{":ta da: :tada", ":ta da: :tada"},
+		{":flag-fr: :flag-FR: :flag-fra:", "\U0001F1EB\U0001F1F7 :flag-FR: :flag-fra:"},
+		{"\u00a0:tada:\u00a0", "\u00a0\U0001F389 \u00a0"},
 	} {
 		if got := expandEmoji(c.in); got != c.want {
 			t.Errorf("expandEmoji(%q) = %q, want %q", c.in, got, c.want)
+		}
+		checkExpandEmoji(t, c.in)
+	}
+}
+
+// checkExpandEmoji checks expandEmoji against emoji.Sprint, which it
+// replaces: the same text (once quoted as JSON when s is not valid UTF-8,
+// which emoji.Sprint turns into U+FFFD when it expands), and the length
+// the size hint counts.
+func checkExpandEmoji(t *testing.T, s string) {
+	t.Helper()
+	got, want := expandEmoji(s), emoji.Sprint(s)
+	if utf8.ValidString(s) && got != want {
+		t.Errorf("expandEmoji(%q) = %q, emoji.Sprint %q", s, got, want)
+	}
+	gotJSON, _ := jsontext.AppendQuote(nil, got)
+	wantJSON, _ := jsontext.AppendQuote(nil, want)
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Errorf("expandEmoji(%q) quotes as %s, emoji.Sprint as %s", s, gotJSON, wantJSON)
+	}
+	if n := expandedLen(s); n != len(got) {
+		t.Errorf("expandedLen(%q) = %d, want %d", s, n, len(got))
+	}
+}
+
+// FuzzExpandEmoji compares expandEmoji with emoji.Sprint for any text.
+func FuzzExpandEmoji(f *testing.F) {
+	for _, s := range []string{
+		"hello :tada:", "::", ":::tada:::", ":tada", "tada:", ":nope:+1:", ":+1::-1:", ":ta\tda:", ":wales:",
+		":flag-us::flag-u:", ":flag-zz:", "\xff:tada:\xfe", "\xe2\x82:tada:", ":\xff:", ":tada\u2003:",
+		"\u0085:+1:\u0085", "10:30 at :smile: ok", ":A_button_(blood_type):",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(checkExpandEmoji)
+}
+
+// TestExpandEmojiAllocs: text without a shortcode costs no allocation, a
+// shortcode one (the expanded text).
+func TestExpandEmojiAllocs(t *testing.T) {
+	for s, want := range map[string]float64{
+		"no colon here": 0, "at 10:30, :nope: stays": 0, "we shipped :tada: :+1: :flag-fr:": 1,
+	} {
+		if got := testing.AllocsPerRun(100, func() { expandEmoji(s) }); got != want {
+			t.Errorf("expandEmoji(%q) made %v allocations, want %v", s, got, want)
 		}
 	}
 }
@@ -391,6 +498,21 @@ func TestExpandEmoji(t *testing.T) {
 func BenchmarkBuild(b *testing.B) {
 	n := fullMessage()
 	n.DeviceID = strings.Repeat("ab", 32)
+	if err := n.Normalize(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		Build(&n, testTopic)
+	}
+}
+
+// BenchmarkBuildIDLoaded is BenchmarkBuild for what the default policy
+// (id_only) leaves of a message: no emoji to expand.
+func BenchmarkBuildIDLoaded(b *testing.B) {
+	n := fullMessage()
+	n.DeviceID = strings.Repeat("ab", 32)
+	n.IsIDLoaded, n.Message, n.ChannelName, n.SenderName = true, "You've received a new message.", "", ""
 	if err := n.Normalize(); err != nil {
 		b.Fatal(err)
 	}

@@ -1,16 +1,20 @@
 package fcm_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"firebase.google.com/go/v4/messaging"
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/pushrelay/pushrelay/providers/fcm"
+	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
 // sdkRequest is the firebase SDK's send request (its fcmRequest, which it
@@ -20,17 +24,20 @@ type sdkRequest struct {
 	Message      *messaging.Message `json:"message,omitempty"`
 }
 
-// checkEncoding checks that AppendRequest writes, for m, the JSON value the
-// SDK writes, and returns it.
-func checkEncoding(t *testing.T, m *messaging.Message) []byte {
+// checkEncoding checks that the body Send posts for n with ttl is the JSON
+// value the SDK writes for Build(n) with that TTL (the SDK is the oracle),
+// and returns it.
+func checkEncoding(t *testing.T, n *wire.Notification, ttl *time.Duration) []byte {
 	t.Helper()
+	m := fcm.Build(n)
+	m.Android.TTL = ttl
 	want, err := json.Marshal(sdkRequest{Message: m})
 	if err != nil {
 		t.Fatalf("the SDK's json.Marshal: %v", err)
 	}
-	got, err := fcm.AppendRequest(nil, m)
+	got, err := fcm.EncodeTTL(n, ttl)
 	if err != nil {
-		t.Fatalf("AppendRequest: %v", err)
+		t.Fatalf("encode: %v", err)
 	}
 	sameJSON(t, got, want)
 	return got
@@ -53,96 +60,77 @@ func sameJSON(t *testing.T, got, want []byte) {
 	}
 }
 
-// TestAppendRequest: for every notification of buildCases, and messages
-// with a TTL or strings to escape, the encoder's body decodes to exactly
-// what the SDK's json.Marshal makes (the SDK is the oracle).
-func TestAppendRequest(t *testing.T) {
-	for _, tc := range buildCases {
+// ttls are the TTLs the encoder is checked with: none (Encode), whole
+// seconds, fractions, zero and the longest there is.
+var ttls = []time.Duration{-1, time.Hour, 3599 * time.Second, 0, 90*time.Second + 5*time.Millisecond,
+	time.Nanosecond, 28 * 24 * time.Hour, 1<<63 - 1}
+
+// ttlOf returns d as encode's argument: nil for -1, no expiry.
+func ttlOf(d time.Duration) *time.Duration {
+	if d == -1 {
+		return nil
+	}
+	return &d
+}
+
+// escapes is a content message whose strings need escaping or are not
+// valid UTF-8.
+func escapes() wire.Notification {
+	n := base(wire.TypeMessage)
+	n.DeviceID = "tok\"en\\"
+	n.Message = "line\nbreak \"quoted\" back\\slash\ttab <b>&amp;</b> \u2028\u2029 \x01\x1f\x7f emoji 🎉 é"
+	n.ChannelName = "bad \xff\xfe utf-8"
+	n.SenderName, n.OverrideUsername, n.OverrideIconURL = "<script>", "\u2028", "https://x/?a=1&b=2"
+	n.SubType, n.RootID, n.Badge = "\x00", "\xed\xa0\x80", 120
+	return n
+}
+
+// TestEncode: for every notification of buildCases, one whose strings need
+// escaping, and every TTL, the body Send posts decodes to exactly what the
+// SDK's json.Marshal makes of Build(n).
+func TestEncode(t *testing.T) {
+	cases := append(slices.Clip(buildCases), struct {
+		name string
+		n    func() wire.Notification
+		data map[string]string
+	}{name: "escapes", n: escapes})
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			n := normalized(t, tc.n())
-			got, err := fcm.Encode(n)
+			for _, d := range ttls {
+				got := checkEncoding(t, n, ttlOf(d))
+				hint := fcm.RequestSizeHint(n)
+				if tc.name != "escapes" && len(got) > hint {
+					t.Errorf("ttl %v: the request (%d bytes) outgrew the size hint (%d)", d, len(got), hint)
+				}
+			}
+			enc, err := fcm.Encode(n)
 			if err != nil {
 				t.Fatalf("Encode: %v", err)
 			}
-			want, err := json.Marshal(sdkRequest{Message: fcm.Build(n)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameJSON(t, got, want)
-
-			m := fcm.Build(n)
-			d := time.Duration(1<<63 - 1) // the longest TTL there is
-			m.Android.TTL = &d
-			got = checkEncoding(t, m)
-			if hint := fcm.RequestSizeHint(n); len(got) > hint {
-				t.Errorf("the request (%d bytes) outgrew the size hint (%d)", len(got), hint)
+			if noTTL, _ := fcm.EncodeTTL(n, nil); !bytes.Equal(enc, noTTL) {
+				t.Errorf("Encode = %s, encode without a TTL = %s", enc, noTTL)
 			}
 		})
 	}
-	ttl := func(d time.Duration) *messaging.Message {
-		m := fcm.Build(normalized(t, buildCases[0].n()))
-		m.Android.TTL = &d
-		return m
-	}
-	for name, m := range map[string]*messaging.Message{
-		"ttl 1h":               ttl(time.Hour),
-		"ttl 3599s":            ttl(3599 * time.Second),
-		"ttl 0":                ttl(0),
-		"ttl with nanoseconds": ttl(90*time.Second + 5*time.Millisecond),
-		"ttl of 1ns":           ttl(time.Nanosecond),
-		"ttl of 28 days":       ttl(28 * 24 * time.Hour),
-		"escapes": {
-			Token: "tok\"en\\",
-			Data: map[string]string{
-				"message":     "line\nbreak \"quoted\" back\\slash\ttab <b>&amp;</b> \u2028\u2029 \x01\x1f emoji 🎉 é",
-				"invalid":     "bad \xff\xfe utf-8",
-				"k\"ey\n":     "v",
-				"":            "empty key",
-				"empty value": "",
-			},
-			Android: &messaging.AndroidConfig{Priority: "normal"},
-		},
-		"no data, no android": {Token: "t"},
-		"empty data map":      {Token: "t", Data: map[string]string{}, Android: &messaging.AndroidConfig{}},
-		"android without priority": func() *messaging.Message {
-			d := time.Minute
-			return &messaging.Message{Token: "t", Android: &messaging.AndroidConfig{TTL: &d}}
-		}(),
-	} {
-		t.Run(name, func(t *testing.T) { checkEncoding(t, m) })
-	}
 }
 
-// TestAppendRequestRefuses: a field the encoder does not write, or a
-// message the SDK would refuse, is an error naming the field, and nothing
-// is written.
-func TestAppendRequestRefuses(t *testing.T) {
+// TestEncodeRefuses: a message the SDK would refuse is an error naming the
+// field, never a value.
+func TestEncodeRefuses(t *testing.T) {
 	minus := -time.Second
-	for want, edit := range map[string]func(m *messaging.Message){
-		"no device token":                     func(m *messaging.Message) { m.Token = "" },
-		"message.topic":                       func(m *messaging.Message) { m.Topic = "news" },
-		"message.condition":                   func(m *messaging.Message) { m.Condition = "'a' in topics" },
-		"message.notification":                func(m *messaging.Message) { m.Notification = &messaging.Notification{Title: "x"} },
-		"message.webpush":                     func(m *messaging.Message) { m.Webpush = &messaging.WebpushConfig{} },
-		"message.apns":                        func(m *messaging.Message) { m.APNS = &messaging.APNSConfig{} },
-		"message.fcm_options":                 func(m *messaging.Message) { m.FCMOptions = &messaging.FCMOptions{} },
-		"message.android.collapse_key":        func(m *messaging.Message) { m.Android.CollapseKey = "c" },
-		"message.android.restricted_package":  func(m *messaging.Message) { m.Android.RestrictedPackageName = "p" },
-		"message.android.data":                func(m *messaging.Message) { m.Android.Data = map[string]string{"a": "b"} },
-		"message.android.notification":        func(m *messaging.Message) { m.Android.Notification = &messaging.AndroidNotification{} },
-		"message.android.fcm_options":         func(m *messaging.Message) { m.Android.FCMOptions = &messaging.AndroidFCMOptions{} },
-		"message.android.direct_boot_ok":      func(m *messaging.Message) { m.Android.DirectBootOK = true },
-		"message.android.priority must be":    func(m *messaging.Message) { m.Android.Priority = "urgent" },
-		"message.android.ttl must not be neg": func(m *messaging.Message) { m.Android.TTL = &minus },
+	for want, edit := range map[string]func(n *wire.Notification) *time.Duration{
+		"no device token":                     func(n *wire.Notification) *time.Duration { n.DeviceID = ""; return nil },
+		"message.android.ttl must not be neg": func(*wire.Notification) *time.Duration { return &minus },
 	} {
-		m := fcm.Build(normalized(t, buildCases[0].n()))
-		edit(m)
-		got, err := fcm.AppendRequest([]byte("x"), m)
+		n := normalized(t, buildCases[0].n())
+		ttl := edit(n)
+		got, err := fcm.EncodeTTL(n, ttl)
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: AppendRequest error = %v, want it to name %q", want, err, want)
+			t.Errorf("%s: encode error = %v, want it to name %q", want, err, want)
 		}
-		if string(got) != "x" {
-			t.Errorf("%s: AppendRequest wrote %q", want, got)
+		if got != nil {
+			t.Errorf("%s: encode wrote %q", want, got)
 		}
 		if err != nil && (strings.Contains(err.Error(), "device-token-1") || strings.Contains(err.Error(), "hello")) {
 			t.Errorf("%s: error %q quotes the message", want, err)
@@ -150,28 +138,12 @@ func TestAppendRequestRefuses(t *testing.T) {
 	}
 }
 
-// TestAppendRequestKnowsEveryField fails when an SDK upgrade adds a field
-// to the message types: the encoder (and encodable) must then learn it.
-func TestAppendRequestKnowsEveryField(t *testing.T) {
-	for typ, want := range map[reflect.Type][]string{
-		reflect.TypeFor[messaging.Message]():       {"Data", "Notification", "Android", "Webpush", "APNS", "FCMOptions", "Token", "Topic", "Condition"},
-		reflect.TypeFor[messaging.AndroidConfig](): {"CollapseKey", "Priority", "TTL", "RestrictedPackageName", "Data", "Notification", "FCMOptions", "DirectBootOK"},
-	} {
-		var got []string
-		for f := range typ.Fields() {
-			got = append(got, f.Name)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%v has fields %v; the encoder knows %v", typ, got, want)
-		}
-	}
-}
-
-// TestAppendRequestUTF8 checks the encoder against what the SDK writes for
+// TestEncodeUTF8 checks the encoder against what the SDK writes for
 // strings that are not valid UTF-8: both send U+FFFD.
-func TestAppendRequestUTF8(t *testing.T) {
-	m := &messaging.Message{Token: "t", Data: map[string]string{"message": "a\xffb"}}
-	got, err := fcm.AppendRequest(nil, m)
+func TestEncodeUTF8(t *testing.T) {
+	n := base(wire.TypeMessage)
+	n.Message = "a\xffb"
+	got, err := fcm.Encode(normalized(t, n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,23 +151,40 @@ func TestAppendRequestUTF8(t *testing.T) {
 		Message struct{ Data map[string]string }
 	}
 	if err := json.Unmarshal(got, &v); err != nil || v.Message.Data["message"] != "a\uFFFDb" {
-		t.Errorf("AppendRequest = %s (%v), want a U+FFFD", got, err)
+		t.Errorf("Encode = %s (%v), want a U+FFFD", got, err)
 	}
 }
 
-// FuzzAppendRequest compares the encoder with the SDK for any strings.
-func FuzzAppendRequest(f *testing.F) {
-	f.Add("message", "hello :tada:", "device-token", int64(3600))
-	f.Add("k\"\n", "\x00\xff<>&\u2028", "t\\", int64(1500))
-	f.Fuzz(func(t *testing.T, k, v, token string, ttlMillis int64) {
-		if token == "" || ttlMillis < 0 {
+// FuzzEncode compares the encoder with the SDK's encoding of Build(n) for
+// any strings in the notification's fields, of any type, id-loaded or not,
+// with any badge and TTL.
+func FuzzEncode(f *testing.F) {
+	f.Add("device-token", "hello :tada:", "town-square", "alice", "post-1", "server-1", uint8(0), false, 3, int64(3600_000))
+	f.Add("t\\", "\x00\xff<>&\u2028", "k\"\n", "\xed\xa0\x80", "\x7f", "é\U0001F389", uint8(0), false, -1, int64(1500))
+	f.Add("t", "You've received a new message.", "", "", "p", "s", uint8(0), true, 1000, int64(0))
+	f.Add("t", "Session expired", "c", "n", "", "s", uint8(1), false, -2147483648, int64(1<<62))
+	f.Add("t", "", "", "", "", "s", uint8(2), false, 0, int64(1))
+	f.Fuzz(func(t *testing.T, token, message, channelName, senderName, id, meta string, typ uint8, idLoaded bool, badge int, ttlNanos int64) {
+		types := []string{wire.TypeMessage, wire.TypeSession, wire.TypeClear, wire.TypeUpdateBadge, wire.TypeTest, "", meta}
+		n := wire.Notification{
+			Platform: "android_rn-v2", DeviceID: token, Type: types[int(typ)%len(types)], IsIDLoaded: idLoaded,
+			Message: message, ChannelName: channelName, SenderName: senderName, OverrideUsername: senderName,
+			AckID: id, PostID: id, TeamID: id, SenderID: id, ChannelID: id, RootID: id, IsCRTEnabled: badge%2 == 0,
+			ServerID: meta, SubType: meta, Version: meta, Category: meta, Signature: meta,
+			OverrideIconURL: meta, FromWebhook: meta, Badge: badge,
+		}
+		if ttlNanos < 0 || n.Normalize() != nil {
 			t.Skip()
 		}
-		ttl := time.Duration(ttlMillis) * time.Millisecond
-		checkEncoding(t, &messaging.Message{
-			Token:   token,
-			Data:    map[string]string{k: v, "type": "message"},
-			Android: &messaging.AndroidConfig{Priority: "high", TTL: &ttl},
-		})
+		ttl := time.Duration(ttlNanos)
+		got := checkEncoding(t, &n, &ttl)
+		for _, s := range []string{token, n.Message, n.ChannelName, senderName, id, meta} {
+			if q, _ := jsontext.AppendQuote(nil, s); len(q) != len(s)+2 {
+				return // escapes: the hint does not count them
+			}
+		}
+		if hint := fcm.RequestSizeHint(&n); len(got) > hint {
+			t.Errorf("the request (%d bytes) outgrew the size hint (%d)", len(got), hint)
+		}
 	})
 }

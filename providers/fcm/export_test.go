@@ -1,13 +1,14 @@
 package fcm
 
 import (
-	"firebase.google.com/go/v4/messaging"
+	"time"
 
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
-// AppendRequest exports appendRequest to the tests of package fcm_test.
-func AppendRequest(dst []byte, m *messaging.Message) ([]byte, error) { return appendRequest(dst, m) }
+// EncodeTTL exports encode, which Send calls with the attempt's android.ttl,
+// to the tests of package fcm_test.
+func EncodeTTL(n *wire.Notification, ttl *time.Duration) ([]byte, error) { return encode(n, ttl) }
 
 // RequestSizeHint exports requestSizeHint to the tests of package fcm_test.
 func RequestSizeHint(n *wire.Notification) int { return requestSizeHint(n) }

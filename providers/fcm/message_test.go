@@ -223,8 +223,8 @@ func ExampleBuild() {
 	// }
 }
 
-// BenchmarkBuild measures what Send does before the network: Build and the
-// encoding of the request body (Encode).
+// BenchmarkBuild measures what Send does before the network: the encoding
+// of the request body (Encode; Send does not build a messaging.Message).
 func BenchmarkBuild(b *testing.B) {
 	for _, tc := range buildCases[:1] {
 		n := normalized(b, tc.n())
@@ -261,7 +261,7 @@ func ExampleEncode() {
 	if err != nil {
 		panic(err)
 	}
-	var v any // the data keys come out in no set order: sort them for the example
+	var v any // the data keys are not sorted: sort them for the example
 	json.Unmarshal(body, &v)
 	sorted, _ := json.Marshal(v)
 	fmt.Println(string(sorted))
