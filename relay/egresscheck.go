@@ -26,7 +26,7 @@ var zeroToken = strings.Repeat("0", 64)
 // egress.ca_file, egress.allowed_hosts, whose default is AppHosts), that
 // every host the configured apps use can be reached on its port: DNS (or
 // the proxy's CONNECT or SOCKS5 tunnel), TCP, TLS with the certificate
-// verified, ALPN h2 for APNs. Then, with each app's credentials: for an
+// verified, ALPN h2 for APNs and FCM. Then, with each app's credentials: for an
 // APNs app, a push to an all-zero device token, which Apple answers
 // BadDeviceToken once it accepted the key (nothing is delivered); for an
 // FCM app, an OAuth access token fetched with the service account. It
@@ -108,7 +108,7 @@ func egressTargets(cfg *Config, eg *egress.Egress) ([]egress.Target, error) {
 			if uerr != nil {
 				return nil, fmt.Errorf("%s.%w", key, uerr)
 			}
-			if err = add(key+".fcm.endpoint", endpoint, false); err == nil {
+			if err = add(key+".fcm.endpoint", endpoint, true); err == nil { // sent to over HTTP/2 only
 				err = add(key+".fcm.service_account_file: token_uri", tokenURL, false, fcmCheck(i, a, eg))
 			}
 		case a.Upstream != nil:

@@ -136,16 +136,14 @@ func (e *Egress) Transport() http.RoundTripper {
 }
 
 // HTTP2Transport returns a transport of its own that speaks only HTTP/2 over
-// TLS (what APNs requires), presenting cert when it is not nil, behind the
-// host allowlist. It uses one connection per host until that one carries
-// 100 requests at once, then opens another (up to 8). Each call makes new
-// connections: call it once per app and share the result.
+// TLS (what APNs requires, and what FCM speaks), presenting cert when it is
+// not nil, behind the host allowlist. It uses one connection per host until
+// that one carries 100 requests at once, then opens another (up to 8). Each
+// call makes new connections: call it once per app and share the result.
 //
-// It is golang.org/x/net/http2's Transport, not net/http's bundled copy,
-// because that one accepts a TLS connection of ours: the batching of
-// writes (see batchConn) then happens above TLS, so that the frames of
-// several requests are sealed in one TLS record, by the one writer
-// goroutine, instead of each request's own.
+// Its client is h2Transport, this package's own: no goroutine per request,
+// and the frames of several requests leave in one TLS record and one
+// system call (see batchConn), written by one writer goroutine.
 func (e *Egress) HTTP2Transport(cert *tls.Certificate) http.RoundTripper {
 	tc := e.tls.Clone()
 	tc.NextProtos = []string{http2.NextProtoTLS}
@@ -153,22 +151,26 @@ func (e *Egress) HTTP2Transport(cert *tls.Certificate) http.RoundTripper {
 		tc.Certificates = []tls.Certificate{*cert}
 	}
 	return &guard{e: e, next: newLanes(func() http.RoundTripper {
-		return &http2.Transport{
-			DialTLSContext:  e.dialHTTP2,
-			TLSClientConfig: tc,
-			IdleConnTimeout: idleConnTimeout,
-			ReadIdleTimeout: pingAfter,
-			PingTimeout:     pingTimeout,
+		return &h2Transport{
+			dial: func(ctx context.Context, addr string) (net.Conn, error) {
+				cfg := tc
+				if host, _, err := net.SplitHostPort(addr); err == nil && cfg.ServerName == "" {
+					cfg = tc.Clone() // once per connection
+					cfg.ServerName = host
+				}
+				return e.dialHTTP2(ctx, addr, cfg)
+			},
+			idleTimeout: idleConnTimeout, pingAfter: pingAfter, pingTimeout: pingTimeout,
 		}
 	})}
 }
 
 // dialHTTP2 connects to addr on the egress path, does the TLS handshake
 // with cfg, checks that the server speaks HTTP/2 and batches the writes.
-func (e *Egress) dialHTTP2(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+func (e *Egress) dialHTTP2(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	raw, err := e.dial.dialRaw(ctx, network, addr)
+	raw, err := e.dial.dialRaw(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,8 @@ type Target struct {
 	// Plain marks a plain-HTTP endpoint (an http:// upstream): no TLS to
 	// check.
 	Plain bool
-	// NeedH2 requires ALPN to select HTTP/2, as APNs does.
+	// NeedH2 requires ALPN to select HTTP/2, as APNs does (and the relay
+	// for FCM).
 	NeedH2 bool
 	// Checks run, in order, once the way through TLS works.
 	Checks []Check

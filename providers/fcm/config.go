@@ -16,7 +16,8 @@ type Config struct {
 	// console > Project settings > Service accounts > Generate new private key).
 	ServiceAccountFile string `yaml:"service_account_file"`
 	// Endpoint overrides https://fcm.googleapis.com (tests, private gateways);
-	// the provider appends /v1/projects/<id>/messages:send.
+	// the provider appends /v1/projects/<id>/messages:send. Sends use
+	// HTTP/2 (ALPN h2), as Google's endpoint offers: a gateway must too.
 	Endpoint string `yaml:"endpoint"`
 }
 

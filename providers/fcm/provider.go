@@ -77,7 +77,7 @@ func New(ctx context.Context, cfg Config, eg *egress.Egress) (*Provider, error) 
 	tokenURI := sa.tokenURI()
 	return &Provider{
 		tokens:    &tokenCache{src: creds.TokenSource, eg: eg, host: hostPort(tokenURI), hostname: hostOf(tokenURI)},
-		rt:        eg.Transport(),
+		rt:        eg.HTTP2Transport(nil),
 		url:       u,
 		projectID: sa.ProjectID,
 		host:      u.Host,
