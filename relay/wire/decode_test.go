@@ -153,4 +153,10 @@ var decodeSeeds = []string{
 	`{"device_id":true}`, `{"device_id":1}`, `{"badge":true}`, `{"badge":"1"}`, `{"is_id_loaded":"true"}`,
 	`{"is_id_loaded":0}`, `{"is_id_loaded":tru}`, `{"is_id_loaded":falsey}`, `{"badge":"x","badge":1}`,
 	`{"device_id":"d","badge":[]}`, `{"device_id":"d","message":{}}`,
+	// Escapes in values, on the fast path: every kind, surrogate pairs,
+	// lone and reversed surrogates, invalid ones, at a string's ends.
+	`{"message":"\n\"q\" \\ \/ \b\f\r\t \u003c\u0026\u003e \ud83c\udf89 \ud800 \udc00\ud800 end\u00E9"}`,
+	`{"message":"\\","sender_name":"\"","x":"\u0000","device_id":"\u12345"}`,
+	`{"message":"a\x"}`, `{"message":"a\u12g4"}`, `{"message":"a\u12"}`, `{"message":"a\`, `{"x":"\'"}`,
+	"{\"message\":\"\\n\xff\xfe\"}", `{"badge":3,"message":"line\nline","extra":"\ud83c"}`,
 }

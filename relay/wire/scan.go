@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math/bits"
 	"strconv"
 	"unicode/utf8"
@@ -35,8 +36,9 @@ func scanFlat(data []byte, n *Notification, body *string) bool {
 	}
 	for {
 		var start, end int
-		if start, end, i, ok = str(data, i); !ok {
-			return false
+		var escaped bool
+		if start, end, i, escaped, ok = str(data, i); !ok || escaped {
+			return false // an escaped name is rare: the general path has it
 		}
 		if i, ok = delim(data, i, ':'); !ok {
 			return false
@@ -51,7 +53,10 @@ func scanFlat(data []byte, n *Notification, body *string) bool {
 		case c == 'n':
 			i, ok = literal(data, i, "null") // leaves the field alone
 		case sp != nil:
-			if start, end, i, ok = str(data, i); ok {
+			var escaped bool
+			if start, end, i, escaped, ok = str(data, i); ok && escaped {
+				*sp = unescape(data[start-1 : end+1])
+			} else if ok {
 				*sp = keep(data, body, start, end)
 			}
 		case ip != nil:
@@ -131,35 +136,80 @@ func literal(data []byte, i int, lit string) (int, bool) {
 }
 
 // str reads a string after any whitespace: it returns where its content
-// is in data and the index after it. ok is false when it holds an escape, a
-// control character or invalid UTF-8. Strings are most of a body, so it
-// looks at eight bytes at a time for the closing quote.
-func str(data []byte, i int) (start, end, next int, ok bool) {
+// is in data, the index after it, and whether it holds escapes (then its
+// content is to be unescaped, see unescape). ok is false when it holds a
+// control character, an invalid escape, or (without escapes) invalid
+// UTF-8. Strings are most of a body, so it looks at eight bytes at a time
+// for the closing quote or a backslash.
+func str(data []byte, i int) (start, end, next int, escaped, ok bool) {
 	const highs = 0x8080808080808080
 	if start, ok = delim(data, i, '"'); !ok {
-		return 0, 0, 0, false
+		return 0, 0, 0, false, false
 	}
 	var seen uint64 // the OR of the bytes passed: a top bit set for non-ASCII
-	for end = start; ; end += 8 {
-		if end+8 > len(data) {
-			var tail uint64
-			end, tail = byteRun(data, end)
-			seen |= tail
-			break
+	for end = start; ; {
+		var run uint64
+		end, run = plainRun(data, end)
+		seen |= run
+		switch at(data, end) {
+		case '"':
+			return start, end, end + 1, escaped, escaped || seen&highs == 0 || utf8.Valid(data[start:end])
+		case '\\':
+			n := escapeLen(data, end)
+			if n == 0 {
+				return 0, 0, 0, false, false
+			}
+			escaped = true
+			end += n
+		default:
+			return 0, 0, 0, false, false // a control character, or no end
 		}
+	}
+}
+
+// plainRun returns the index of the first quote, backslash or control
+// character of data from i on (len(data) if none), and the OR of the bytes
+// before it.
+func plainRun(data []byte, i int) (end int, seen uint64) {
+	for end = i; end+8 <= len(data); end += 8 {
 		x := binary.LittleEndian.Uint64(data[end:])
 		if m := special(x); m != 0 {
 			k := bits.TrailingZeros64(m) &^ 7 // the bit offset of the first special byte
-			end += k / 8
-			seen |= x & (1<<k - 1)
-			break
+			return end + k/8, seen | x&(1<<k-1)
 		}
 		seen |= x
 	}
-	if at(data, end) != '"' {
-		return 0, 0, 0, false // an escape, a control character, or no end
+	end, tail := byteRun(data, end)
+	return end, seen | tail
+}
+
+// escapeLen is the length of the valid JSON escape at data[i] (a
+// backslash), or 0: \" \\ \/ \b \f \n \r \t, or \u and four hex digits.
+func escapeLen(data []byte, i int) int {
+	switch at(data, i+1) {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return 2
+	case 'u':
+		if i+6 > len(data) {
+			return 0
+		}
+		for _, c := range data[i+2 : i+6] {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return 0
+			}
+		}
+		return 6
 	}
-	return start, end, end + 1, seen&highs == 0 || utf8.Valid(data[start:end])
+	return 0
+}
+
+// unescape decodes the string literal lit, which str found valid and
+// holding escapes, as encoding/json does (lone surrogates and invalid
+// UTF-8 become U+FFFD): the one allocation of its own such a string costs.
+func unescape(lit []byte) string {
+	var s string
+	json.Unmarshal(lit, &s) // a valid string literal: it cannot fail
+	return s
 }
 
 // byteRun is str's loop for the last few bytes of data, one at a time.
@@ -238,7 +288,7 @@ func number(data []byte, i int) (int, bool) {
 func scalar(data []byte, i int) (int, bool) {
 	switch at(data, i) {
 	case '"':
-		_, _, next, ok := str(data, i)
+		_, _, next, _, ok := str(data, i)
 		return next, ok
 	case 't':
 		return literal(data, i, "true")

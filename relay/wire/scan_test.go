@@ -10,11 +10,12 @@ import (
 )
 
 // TestScanFlatTakesTheCommonShape: the bodies the Mattermost server sends,
-// as json.Marshal writes them (and indented), are all the fast path's.
+// as json.Marshal writes them (and indented), are all the fast path's,
+// escapes in values included.
 func TestScanFlatTakesTheCommonShape(t *testing.T) {
 	message := Notification{AckID: "ack00000000000000000000042", Platform: "apple_rn-v2", ServerID: "bench-server-0001",
 		DeviceID: strings.Repeat("0f1e2d3c", 8), PostID: "p7q2k3x9m1c8d4t5u2a6n0s1e0", Category: CategoryCanReply,
-		Message: "@all the release is out, notes in the channel :tada: ✨", Badge: 3, ChannelID: "4xp9bkzfn3ym8j1wq6ce5tda7r",
+		Message: "@all the release is out,\n\"notes\" & <links> in the channel :tada: ✨\t\u2028", Badge: 3, ChannelID: "4xp9bkzfn3ym8j1wq6ce5tda7r",
 		ChannelName: "Town Square", Type: TypeMessage, SenderID: "u2a6p7q2k3x9m1c8d4t5n0s1e0", SenderName: "élodie",
 		Version: "v2", IsIDLoaded: true, Signature: "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2tfaWQiOiJ4In0.c2lnbmF0dXJl"}
 	clear := Notification{Platform: "android_rn", ServerID: "s", DeviceID: "fcm-token-00000001", Type: TypeClear, Badge: BadgeUnchanged}
@@ -42,7 +43,8 @@ func TestScanFlatTakesTheCommonShape(t *testing.T) {
 // and has not touched n, even when it got far into the body.
 func TestScanFlatGivesUpLeavingNAlone(t *testing.T) {
 	for _, body := range []string{
-		`{"device_id":"new","message":"a\nb"}`, `{"device_id":"new","badge":1.5}`, `{"device_id":"new","badge":"1"}`,
+		`{"device_id":"new","message":"a\qb"}`, `{"device_id":"new","message":"a\u12"}`, `{"dev\u0069ce_id":"new"}`,
+		`{"device_id":"new","badge":1.5}`, `{"device_id":"new","badge":"1"}`,
 		`{"device_id":"new","x":{}}`, `{"device_id":"new","x":[]}`, "{\"device_id\":\"new\",\"message\":\"\xff\"}",
 		"{\"device_id\":\"new\",\"message\":\"a\x01\"}", `{"device_id":"new","badge":99999999999999999999}`,
 		`{"device_id":"new"`, `{"device_id":"new",}`, `{"device_id":"new","is_id_loaded":1}`, `null`, `[]`, ``,
@@ -60,22 +62,34 @@ func TestScanFlatGivesUpLeavingNAlone(t *testing.T) {
 
 // TestStrAgreesWithByteByByte checks str's eight-bytes-at-a-time search
 // against a plain loop, on strings made of the bytes around the ones it
-// looks for, at every offset in a word.
+// looks for (escapes valid and not among them), at every offset in a word.
 func TestStrAgreesWithByteByByte(t *testing.T) {
-	alphabet := []byte{0, 0x1f, ' ', '!', '"', '#', '[', '\\', ']', 'a', 0x7f, 0x80, 0xbf, 0xc3, 0xa9, 0xe2, 0xff}
-	want := func(data []byte) (end int, ok bool) {
+	alphabet := []byte{0, 0x1f, ' ', '!', '"', '#', '[', '\\', ']', 'a', 'u', 'n', '0', 'F', 0x7f, 0x80, 0xbf, 0xc3, 0xa9, 0xe2, 0xff}
+	want := func(data []byte) (end int, escaped, ok bool) {
 		for end = 1; end < len(data); end++ {
 			switch c := data[end]; {
 			case c == '"':
-				return end, utf8.Valid(data[1:end])
-			case c == '\\' || c < ' ':
-				return 0, false
+				return end, escaped, escaped || utf8.Valid(data[1:end])
+			case c == '\\':
+				var n int
+				switch {
+				case end+1 < len(data) && strings.IndexByte(`"\\/bfnrt`, data[end+1]) >= 0:
+					n = 2
+				case end+5 < len(data) && data[end+1] == 'u' && isHex(data[end+2:end+6]):
+					n = 6
+				default:
+					return 0, false, false
+				}
+				escaped = true
+				end += n - 1
+			case c < ' ':
+				return 0, false, false
 			}
 		}
-		return 0, false
+		return 0, false, false
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	for range 200000 {
+	for range 300000 {
 		data := make([]byte, 1+r.IntN(24))
 		data[0] = '"'
 		for i := 1; i < len(data); i++ {
@@ -85,12 +99,21 @@ func TestStrAgreesWithByteByByte(t *testing.T) {
 				data[i] = 'a' + byte(r.IntN(26))
 			}
 		}
-		start, end, next, ok := str(data, 0)
-		wantEnd, wantOK := want(data)
-		if ok != wantOK || ok && (start != 1 || end != wantEnd || next != end+1) {
-			t.Fatalf("%q: str = %d, %d, %d, %v; want end %d, %v", data, start, end, next, ok, wantEnd, wantOK)
+		start, end, next, escaped, ok := str(data, 0)
+		wantEnd, wantEscaped, wantOK := want(data)
+		if ok != wantOK || ok && (start != 1 || end != wantEnd || next != end+1 || escaped != wantEscaped) {
+			t.Fatalf("%q: str = %d, %d, %d, %v, %v; want end %d, %v, %v", data, start, end, next, escaped, ok, wantEnd, wantEscaped, wantOK)
 		}
 	}
+}
+
+func isHex(b []byte) bool {
+	for _, c := range b {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", rune(c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // TestFieldCoversEveryTag: field's switch has every json name of
