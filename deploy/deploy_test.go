@@ -517,9 +517,6 @@ func TestDeploySystemdUnit(t *testing.T) {
 			t.Errorf("%s: [Service] %s=%s; want %q", path, key, got, want)
 		}
 	}
-	if !slices.Contains(svc["Environment"], "GODEBUG=adaptivestackstart=1") {
-		t.Errorf("%s: no Environment=GODEBUG=adaptivestackstart=1 (see README, Performance)", path)
-	}
 	if !slices.Contains(svc["SystemCallFilter"], "@system-service") {
 		t.Errorf("%s: SystemCallFilter=@system-service is missing", path)
 	}
@@ -601,7 +598,7 @@ func TestDeployDockerfile(t *testing.T) {
 		"-X " + module + "/relay.Version=${VERSION}", "-X " + module + "/relay.Commit=${COMMIT}",
 		"ARG VERSION", "ARG COMMIT", "./cmd/pushrelay",
 		"distroless/static", ":nonroot", "USER 65532:65532",
-		"ENV PUSHRELAY_CONFIG=/etc/pushrelay/pushrelay.yaml", "ENV GODEBUG=adaptivestackstart=1", `VOLUME ["/var/lib/pushrelay"]`,
+		"ENV PUSHRELAY_CONFIG=/etc/pushrelay/pushrelay.yaml", `VOLUME ["/var/lib/pushrelay"]`,
 		"EXPOSE 8066 9066", "STOPSIGNAL SIGTERM", `ENTRYPOINT ["/pushrelay"]`, `CMD ["serve"]`,
 	} {
 		if !strings.Contains(df, want) {

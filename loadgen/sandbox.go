@@ -87,8 +87,6 @@ apps:
 		return nil, err
 	}
 	r.cmd = exec.Command(relayBinary, "serve", "--config", config)
-	// As the image and the systemd unit run it (see RelayGODEBUG).
-	r.cmd.Env = append(os.Environ(), "GODEBUG="+strings.TrimPrefix(os.Getenv("GODEBUG")+","+RelayGODEBUG, ","))
 	r.cmd.Stderr = nil // the relay's own logs are not the measurement
 	if err := r.cmd.Start(); err != nil {
 		r.Close()
@@ -104,12 +102,6 @@ apps:
 	r.Close()
 	return nil, fmt.Errorf("the relay did not listen on %s within 15s (try: %s check --config %s)", addr, relayBinary, config)
 }
-
-// RelayGODEBUG is the runtime setting the relay is deployed with (the
-// image, the systemd unit): new goroutines start with the stack size they
-// usually need, where the HTTP/2 client's one goroutine per request
-// otherwise grows its stack each time.
-const RelayGODEBUG = "adaptivestackstart=1"
 
 // Close stops the relay and the look-alikes and removes the rig's files.
 func (r *Rig) Close() {
