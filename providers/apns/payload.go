@@ -3,8 +3,6 @@ package apns
 import (
 	"encoding/json"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/kyokomi/emoji/v2"
 	"github.com/sideshow/apns2"
@@ -33,7 +31,7 @@ func Build(n *wire.Notification, topic string) *apns2.Notification {
 		an.Topic = topic + ".voip"
 		an.PushType = apns2.PushTypeVOIP
 	}
-	an.Payload = json.RawMessage(appendPayload(make([]byte, 0, payloadSizeHint(n)), n))
+	an.Payload = json.RawMessage(encodePayload(n))
 	return an
 }
 
@@ -50,20 +48,17 @@ const (
 		`"channel_name":"","id_loaded":true,"version":"",`
 )
 
-// payloadSizeHint is a capacity that holds n's payload without growing,
-// unless its strings need escaping: the members n's payload may have and
-// their values, the alert with its shortcodes expanded. It overcounts by
-// little (thread-id counts the channel and the root), so that a clear
-// payload, say, does not get a message's buffer.
-func payloadSizeHint(n *wire.Notification) int {
+// payloadSizeHint is a capacity that holds n's payload, whose alert is
+// alert, without growing, unless its strings need escaping: the members n's
+// payload may have and their values. It overcounts by little (thread-id
+// counts the channel and the root), so that a clear payload, say, does not
+// get a message's buffer.
+func payloadSizeHint(n *wire.Notification, alert string) int {
 	size := len(payloadMembers) + len(n.AckID) + 2*len(n.ChannelID) + 2*len(n.RootID) + len(n.FromWebhook) +
 		len(n.OverrideIconURL) + len(n.OverrideUsername) + len(n.PostID) + len(n.SenderID) +
 		len(n.SenderName) + len(n.ServerID) + len(n.Signature) + len(n.SubType) + len(n.TeamID) + len(n.Type)
-	switch _, idLoaded, content := payloadKind(n); {
-	case idLoaded:
-		size += len(messageMembers) + len(n.Message) + len(n.Category) + len(n.Version)
-	case content:
-		size += len(messageMembers) + expandedLen(n.Message) + 2*len(n.ChannelName) + len(n.Category) + len(n.Version)
+	if _, idLoaded, content := payloadKind(n); idLoaded || content {
+		size += len(messageMembers) + len(alert) + 2*len(n.ChannelName) + len(n.Category) + len(n.Version)
 	}
 	return size
 }
@@ -78,17 +73,31 @@ func payloadKind(n *wire.Notification) (voip, idLoaded, content bool) {
 	return voip, idLoaded, content
 }
 
-// appendPayload appends n's APNs payload to dst. Keys come out in sorted
-// order, as encoding/json writes a map, so the bytes are those the old
-// map-based payload made; empty optional keys are left out.
-func appendPayload(dst []byte, n *wire.Notification) []byte {
+// encodePayload returns n's APNs payload in a buffer sized for it. The
+// alert is made first (a message's shortcodes expanded), for its length.
+func encodePayload(n *wire.Notification) []byte {
+	var alert string
+	switch _, idLoaded, content := payloadKind(n); {
+	case idLoaded:
+		alert = n.Message // the policy's generic text
+	case content:
+		alert = expandEmoji(n.Message)
+	}
+	return appendPayload(make([]byte, 0, payloadSizeHint(n, alert)), n, alert)
+}
+
+// appendPayload appends n's APNs payload, with alert as the text of its
+// alert, to dst. Keys come out in sorted order, as encoding/json writes a
+// map, so the bytes are those the old map-based payload made; empty
+// optional keys are left out.
+func appendPayload(dst []byte, n *wire.Notification, alert string) []byte {
 	voip, idLoaded, content := payloadKind(n)
 
 	o := jsonobject.Open(dst)
 	o.Optional("ack_id", n.AckID)
 	aps := o.Object("aps")
 	if !voip { // VoIP: an empty aps
-		appendAPS(&aps, n, idLoaded, content)
+		appendAPS(&aps, n, alert, idLoaded, content)
 	}
 	o.End(aps)
 	o.Optional("channel_id", n.ChannelID)
@@ -119,19 +128,18 @@ func appendPayload(dst []byte, n *wire.Notification) []byte {
 
 // appendAPS appends the members of the aps dictionary of a notification
 // that is not VoIP.
-func appendAPS(o *jsonobject.Object, n *wire.Notification, idLoaded, content bool) {
+func appendAPS(o *jsonobject.Object, n *wire.Notification, alert string, idLoaded, content bool) {
 	switch {
 	case idLoaded:
-		o.String("alert", n.Message) // the policy's generic text
+		o.String("alert", alert)
 	case content:
-		msg := expandEmoji(n.Message)
 		if n.Version == "v2" && n.ChannelName != "" {
-			alert := o.Object("alert")
-			alert.Optional("body", msg)
-			alert.Optional("title", n.ChannelName)
-			o.End(alert)
+			a := o.Object("alert")
+			a.Optional("body", alert)
+			a.Optional("title", n.ChannelName)
+			o.End(a)
 		} else {
-			o.String("alert", msg)
+			o.String("alert", alert)
 		}
 	}
 	if n.Badge != wire.BadgeUnchanged {
@@ -160,104 +168,10 @@ func appendAPS(o *jsonobject.Object, n *wire.Notification, idLoaded, content boo
 }
 
 // expandEmoji turns shortcodes (":tada:") into emoji, as Mattermost's push
-// proxy does with emoji.Sprint, whose output it matches once quoted as JSON
-// (emoji.Sprint also turns invalid UTF-8 into U+FFFD, which the quoting
-// does anyway). Text without a shortcode is returned as is, at no cost;
-// with one, the expanded text is the only allocation (emoji.Sprint makes a
-// dozen, through fmt and bytes.Buffers).
+// proxy does. Text without a colon is returned as is, at no cost.
 func expandEmoji(s string) string {
-	start, end, e1, e2, ok := nextShortcode(s, 0)
-	if !ok {
+	if strings.IndexByte(s, ':') < 0 {
 		return s
 	}
-	var b strings.Builder
-	b.Grow(expandedLen(s))
-	last := 0
-	for ; ok; start, end, e1, e2, ok = nextShortcode(s, end) {
-		b.WriteString(s[last:start])
-		b.WriteString(e1)
-		b.WriteString(e2)
-		last = end
-	}
-	b.WriteString(s[last:])
-	return b.String()
-}
-
-// expandedLen is len(expandEmoji(s)), without the expansion.
-func expandedLen(s string) int {
-	n := len(s)
-	for start, end, e1, e2, ok := nextShortcode(s, 0); ok; start, end, e1, e2, ok = nextShortcode(s, end) {
-		n += len(e1) + len(e2) - (end - start)
-	}
-	return n
-}
-
-// nextShortcode finds the first shortcode of s[from:] that emoji.Sprint
-// expands, s[start:end], and its expansion e1+e2. It reads s as the
-// library does: a candidate runs from a colon to the next colon, both
-// included, unless a space comes first (then it is text) or the colon
-// follows at once (then the first colon is text and the candidate starts
-// at the second); the closing colon of a candidate that does not expand
-// starts no other. A colon is ASCII, never part of a UTF-8 sequence, so
-// the library's rune-by-rune reading finds the same colons even in invalid
-// UTF-8; the fuzz test holds the two to the same output.
-func nextShortcode(s string, from int) (start, end int, e1, e2 string, ok bool) {
-	for i := from; ; i = end {
-		c := strings.IndexByte(s[i:], ':')
-		if c < 0 {
-			return 0, 0, "", "", false
-		}
-		start = i + c
-		end = start + 1
-	candidate:
-		for end < len(s) {
-			r, size := utf8.DecodeRuneInString(s[end:])
-			end += size
-			switch {
-			case r == ':' && end == start+2: // "::"
-				start = end - 1
-			case r == ':':
-				if e1, e2, ok = expansion(s[start:end]); ok {
-					return start, end, e1, e2, true
-				}
-				break candidate
-			case unicode.IsSpace(r):
-				break candidate
-			}
-		}
-	}
-}
-
-// expansion returns what emoji.Emojize makes of the candidate code, when it
-// is a shortcode: the emoji and emoji.ReplacePadding for a code of
-// emoji.CodeMap, else the two regional indicators of :flag-xx:, xx two
-// lowercase letters (the library's regular expression, which can only
-// match the whole of a candidate: it has no colon inside).
-func expansion(code string) (e1, e2 string, ok bool) {
-	if e, found := emoji.CodeMap()[code]; found {
-		return e, emoji.ReplacePadding, true
-	}
-	const prefix = ":flag-"
-	if len(code) == len(prefix)+3 && strings.HasPrefix(code, prefix) && isLower(code[6]) && isLower(code[7]) {
-		return regionalIndicator(code[6]), regionalIndicator(code[7]), true
-	}
-	return "", "", false
-}
-
-func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
-
-// regionalIndicators are the letters of flags, U+1F1E6 to U+1F1FF for a to
-// z, four bytes each: a flag's emoji are substrings, not new strings.
-var regionalIndicators = func() string {
-	var b strings.Builder
-	for r := rune(0x1F1E6); r <= 0x1F1FF; r++ {
-		b.WriteRune(r)
-	}
-	return b.String()
-}()
-
-// regionalIndicator returns the regional indicator of the letter c, a to z.
-func regionalIndicator(c byte) string {
-	i := 4 * int(c-'a')
-	return regionalIndicators[i : i+4]
+	return emoji.Sprint(s)
 }

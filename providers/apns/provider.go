@@ -160,7 +160,7 @@ const maxErrorBody = 4 << 10
 // token, and from the attempt an expiration (and on redelivery a collapse
 // id, so that a phone shows a notification delivered twice once).
 func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken string) (*http.Request, error) {
-	body := appendPayload(make([]byte, 0, payloadSizeHint(n)), n)
+	body := encodePayload(n)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/3/device/"+sentToken, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
