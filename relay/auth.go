@@ -4,16 +4,17 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"golang.org/x/time/rate"
 )
 
@@ -126,16 +127,15 @@ func contains(prefixes []netip.Prefix, a netip.Addr) bool {
 
 // clientAddr is the address the request comes from: the peer, or, when the
 // peer is a trusted proxy, the nearest X-Forwarded-For hop that is not.
-func (a *authorizer) clientAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	addr := ap.Addr().Unmap()
-	if !contains(a.trusted, addr) {
+func (a *authorizer) clientAddr(peer netip.Addr, h *fasthttp.RequestHeader) netip.Addr {
+	addr := peer.Unmap()
+	if !addr.IsValid() || !contains(a.trusted, addr) {
 		return addr
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	var hops []string
+	for _, v := range h.PeekAll("X-Forwarded-For") {
+		hops = append(hops, strings.Split(string(v), ",")...)
+	}
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
@@ -157,12 +157,23 @@ func (a *authorizer) allowNetwork(client netip.Addr) bool {
 // secretFrom returns the secret a request carries in its Authorization
 // header: the password of HTTP Basic auth (what Go's client makes of
 // userinfo in the push URL) or a Bearer token (gateways).
-func secretFrom(r *http.Request) string {
-	if _, pw, ok := r.BasicAuth(); ok {
+func secretFrom(h *fasthttp.RequestHeader) string {
+	auth := string(h.Peek(fasthttp.HeaderAuthorization))
+	scheme, cred, _ := strings.Cut(auth, " ")
+	switch {
+	case strings.EqualFold(scheme, "basic"):
+		// As net/http's Request.BasicAuth reads it.
+		userPass, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return ""
+		}
+		_, pw, ok := strings.Cut(string(userPass), ":")
+		if !ok {
+			return ""
+		}
 		return pw
-	}
-	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
+	case strings.EqualFold(scheme, "bearer"):
+		return strings.TrimSpace(cred)
 	}
 	return ""
 }
@@ -260,11 +271,10 @@ func (l *limiter) allow(client netip.Addr, now time.Time) (bool, time.Duration) 
 // errNoSecret is what a request without a valid secret is told.
 var errNoSecret = errors.New("authentication required: put the shared secret in the push URL (https://mattermost:SECRET@relay:8066) or send it as a Bearer token")
 
-// remoteIP is the peer's IP for logs (no port).
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// peerAddr is the address of the connection's other end.
+func peerAddr(c *fasthttp.RequestCtx) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
 	}
-	return host
+	return netip.Addr{}
 }
