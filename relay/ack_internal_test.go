@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -100,4 +101,67 @@ func TestAckLatency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSentLogAgainstAModel runs random remembers and takes, across ring
+// growth, wrap-around, expiry and repeated ids, against a plain map of
+// what should be remembered.
+func TestSentLogAgainstAModel(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 4} {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		const maxEntries, ttl = 3000, 2 * time.Second
+		l := newSentLog(maxEntries, ttl)
+		type entry struct {
+			app string
+			at  time.Time
+		}
+		model := map[string]entry{}
+		var order []string // ids by remember, oldest first (with repeats)
+		now := time.UnixMilli(1_700_000_000_000)
+		for step := range 40_000 {
+			now = now.Add(time.Duration(rng.IntN(400)) * time.Microsecond)
+			if step == 1000 {
+				// Everything expires before the ring first fills: it then
+				// grows with its oldest entry away from slot 0.
+				now = now.Add(3 * ttl)
+			}
+			id := fmt.Sprintf("id-%d", rng.IntN(8000))
+			if rng.IntN(3) > 0 {
+				app := []string{"apple_rn", "android_rn"}[rng.IntN(2)]
+				l.remember(id, app, now)
+				model[id] = entry{app, now}
+				order = append(order, id)
+				continue
+			}
+			app, at, ok := l.take(id, now)
+			want, remembered := model[id]
+			// What the model still holds: not expired and among the last
+			// maxEntries remembers.
+			recent := len(order) <= maxEntries || inLast(order, id, maxEntries)
+			wantOK := remembered && now.Sub(want.at) <= ttl && recent
+			delete(model, id)
+			if ok && !remembered {
+				t.Fatalf("seed %d step %d: took %s, never remembered (or taken already)", seed, step, id)
+			}
+			if ok != wantOK && (ok || now.Sub(want.at) < ttl-10*time.Millisecond) {
+				t.Fatalf("seed %d step %d: take(%s) = %v, want %v", seed, step, id, ok, wantOK)
+			}
+			if ok && (app != want.app || at.Sub(want.at).Abs() >= time.Millisecond) {
+				t.Fatalf("seed %d step %d: take(%s) = %s %v, want %s %v", seed, step, id, app, at, want.app, want.at)
+			}
+			if l.size() > maxEntries || l.indexed > l.n {
+				t.Fatalf("seed %d step %d: %d indexed of %d in the ring", seed, step, l.indexed, l.n)
+			}
+		}
+	}
+}
+
+// inLast reports whether id was remembered among the last k remembers.
+func inLast(order []string, id string, k int) bool {
+	for _, o := range order[len(order)-k:] {
+		if o == id {
+			return true
+		}
+	}
+	return false
 }
