@@ -31,7 +31,8 @@ type Rig struct {
 	dir    string
 	cmd    *exec.Cmd
 	// URL is the relay's send_push URL; PID its process; MetricsURL its
-	// metrics listener, which also serves /debug/pprof/.
+	// metrics listener, which also serves /debug/pprof/ when the rig was
+	// started for profiling.
 	URL        string
 	PID        int
 	MetricsURL string
@@ -39,8 +40,9 @@ type Rig struct {
 
 // StartRig starts the look-alikes (refusing the load generator's dead
 // tokens) and runs `relayBinary serve` against them with the default
-// policy; extraYAML is appended to its configuration.
-func StartRig(relayBinary, extraYAML string) (*Rig, error) {
+// policy; extraYAML is appended to its configuration. With profiling the
+// relay serves /debug/pprof/ (for Profile), as it does not by default.
+func StartRig(relayBinary string, profiling bool, extraYAML string) (*Rig, error) {
 	r := &Rig{apple: sandbox.NewAPNs(), google: sandbox.NewFCM()}
 	r.apple.SetRecording(false)
 	r.google.SetRecording(false)
@@ -71,7 +73,7 @@ func StartRig(relayBinary, extraYAML string) (*Rig, error) {
 	r.MetricsURL = "http://" + metricsAddr
 	config := filepath.Join(r.dir, "pushrelay.yaml")
 	yaml := fmt.Sprintf(`listen: %s
-metrics: {listen: %q, pprof: true}
+metrics: {listen: %q, pprof: %t}
 spool: {dir: %q}
 egress: {ca_file: %q}
 apps:
@@ -80,7 +82,7 @@ apps:
   - platform: android_rn
     fcm: {service_account_file: %q, endpoint: %q}
 %s
-`, addr, metricsAddr, filepath.Join(r.dir, "spool"), creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, r.apple.URL(),
+`, addr, metricsAddr, profiling, filepath.Join(r.dir, "spool"), creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, r.apple.URL(),
 		creds.ServiceAccountFile, r.google.URL(), extraYAML)
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		r.Close()
@@ -309,7 +311,7 @@ func (a Accounting) String() string {
 }
 
 // Profile records the relay's CPU profile for d into path, from its
-// /debug/pprof/profile.
+// /debug/pprof/profile (a rig started for profiling serves it).
 func (r *Rig) Profile(ctx context.Context, d time.Duration, path string) error {
 	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.MetricsURL, max(1, int(d.Seconds())))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -86,7 +86,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rig, err := loadgen.StartRig(self, *extra)
+	rig, err := loadgen.StartRig(self, *profile != "", *extra)
 	if err != nil {
 		return err
 	}

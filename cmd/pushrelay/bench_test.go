@@ -35,7 +35,7 @@ func TestBenchRigAccountsForEveryNotification(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a relay process")
 	}
-	rig, err := loadgen.StartRig(relayBinary(t), "delivery: {backoff: {initial: 100ms, max: 500ms}}")
+	rig, err := loadgen.StartRig(relayBinary(t), false, "delivery: {backoff: {initial: 100ms, max: 500ms}}")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -106,6 +108,22 @@ func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", def, "configuration `file` (YAML)")
 }
 
+// tuneRuntime sets the Go runtime for a relay that serves, before it
+// allocates much:
+//   - GOGC=50 unless the environment sets GOGC: the relay's live heap is
+//     about 10 MB, so the heap peaks at 15 rather than 20 MB, and
+//     collecting twice as often costs about 4% more CPU;
+//   - no heap-profile sampling unless metrics.pprof serves the profiles:
+//     its table of sampled stacks would grow over the run.
+func tuneRuntime(cfg *relay.Config) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	if !cfg.Metrics.Pprof {
+		runtime.MemProfileRate = 0
+	}
+}
+
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -117,6 +135,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tuneRuntime(cfg)
 	log, err := relay.NewLogger(cfg.Log, stderr)
 	if err != nil {
 		return err

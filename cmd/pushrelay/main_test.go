@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/providers/sandbox"
+	"github.com/pushrelay/pushrelay/relay"
 )
 
 func TestVersionAndUsage(t *testing.T) {
@@ -240,4 +243,35 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestTuneRuntime(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	for _, tt := range []struct {
+		name     string
+		gogc     string // "" leaves GOGC unset
+		pprof    bool
+		wantGC   int
+		wantRate bool // heap profiles are still sampled
+	}{
+		{"defaults", "", false, 50, false},
+		{"GOGC set by the operator", "200", false, 200, false},
+		{"pprof served", "", true, 50, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("GOGC", tt.gogc)
+			debug.SetGCPercent(200) // as the runtime would read the operator's GOGC at start
+			runtime.MemProfileRate = 512 << 10
+			cfg := relay.Defaults()
+			cfg.Metrics.Pprof = tt.pprof
+			tuneRuntime(&cfg)
+			if got := debug.SetGCPercent(100); got != tt.wantGC {
+				t.Errorf("GOGC %d, want %d", got, tt.wantGC)
+			}
+			if sampled := runtime.MemProfileRate > 0; sampled != tt.wantRate {
+				t.Errorf("MemProfileRate %d", runtime.MemProfileRate)
+			}
+		})
+	}
 }
