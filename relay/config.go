@@ -121,7 +121,7 @@ type LogConfig struct {
 func Defaults() Config {
 	return Config{
 		Listen: ":8066",
-		Limits: LimitsConfig{MaxBodyBytes: 64 << 10, MaxInFlight: 4096, MaxHeaderBytes: 16 << 10,
+		Limits: LimitsConfig{MaxBodyBytes: 64 << 10, MaxInFlight: 4096, MaxHeaderBytes: 8 << 10,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute},
 		Metrics:  MetricsConfig{Listen: ":9066"},
 		Policy:   policy.Config{Mode: policy.IDOnly},
@@ -388,8 +388,9 @@ func (c *Config) Validate() error {
 	if c.Limits.RatePerClient < 0 || c.Limits.Burst < 0 {
 		add("limits.rate_per_client, limits.burst: must not be negative (0 turns rate limiting off)")
 	}
-	if c.Limits.MaxHeaderBytes < 4096 {
-		add("limits.max_header_bytes: must be at least 4096")
+	if c.Limits.MaxHeaderBytes < 4<<10 || c.Limits.MaxHeaderBytes > 64<<10 {
+		// Every open connection holds a read buffer this large.
+		add("limits.max_header_bytes: must be between 4096 and 65536")
 	}
 	for _, t := range []struct {
 		key string

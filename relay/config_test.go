@@ -47,6 +47,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"bad listen", "listen: 8066\n" + minimalYAML, "listen:"},
 		{"bad CIDR", "auth: {allowed_networks: [10.0.0/8]}\n" + minimalYAML, `auth.allowed_networks[0]: "10.0.0/8" is not a CIDR`},
 		{"negative rate", "limits: {rate_per_client: -1}\n" + minimalYAML, "limits.rate_per_client"},
+		{"header buffer per connection too large", "limits: {max_header_bytes: 1048576}\n" + minimalYAML, "limits.max_header_bytes: must be between 4096 and 65536"},
 		{"zero header timeout", "limits: {read_header_timeout: 0s}\n" + minimalYAML, "limits.read_header_timeout: must be positive"},
 		{"half a TLS pair", "tls: {cert_file: c.pem}\n" + minimalYAML, "tls: cert_file and key_file go together"},
 	}
