@@ -270,8 +270,8 @@ func TestNewToken(t *testing.T) {
 	if !p.CertExpiry().IsZero() {
 		t.Errorf("CertExpiry() = %v, want the zero time for token auth", p.CertExpiry())
 	}
-	if p.base != "https://api.sandbox.push.apple.com" {
-		t.Errorf("gateway = %q", p.base)
+	if got := p.url.String() + p.path; got != "https://api.sandbox.push.apple.com/3/device/" {
+		t.Errorf("gateway = %q", got)
 	}
 	if p.token == nil || p.token.Bearer == "" {
 		t.Error("no provider token was signed")

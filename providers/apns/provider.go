@@ -7,7 +7,6 @@
 package apns
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -36,9 +35,10 @@ const defaultTimeout = 30 * time.Second
 // connections (more than one when one is saturated, see egress) and is safe
 // for concurrent use.
 type Provider struct {
-	http   *http.Client
-	base   string           // https://host[:port] of the gateway
-	host   string           // host[:port] of the gateway, for error messages
+	rt     http.RoundTripper // the egress path's HTTP/2 transport
+	url    url.URL           // the gateway's, for scheme and host
+	path   string            // escaped path prefix of a push: [base path]/3/device/
+	host   string            // host[:port] of the gateway, for error messages
 	header http.Header      // the headers every request of this app carries
 	voip   http.Header      // the same for VoIP pushes
 	token  *token.Token     // token auth; nil with certificate auth
@@ -77,14 +77,14 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 		}
 		p.cert = &c
 	}
-	p.base = strings.TrimRight(cfg.Host(), "/")
-	u, err := url.Parse(p.base)
+	u, err := url.Parse(strings.TrimRight(cfg.Host(), "/"))
 	if err != nil {
 		return nil, fmt.Errorf("apns.endpoint: %w", err)
 	}
-	p.host = u.Host
-	// No Client.Timeout: the caller's context carries the deadline.
-	p.http = &http.Client{Transport: eg.HTTP2Transport(p.cert)}
+	p.url, p.host = *u, u.Host
+	p.path = strings.TrimRight(u.EscapedPath(), "/") + "/3/device/"
+	// The caller's context carries the deadline.
+	p.rt = eg.HTTP2Transport(p.cert)
 	// Lower-case names: HTTP/2 sends them so, without converting each time.
 	// These maps are shared by every request and never written after New.
 	priority := []string{strconv.Itoa(apns2.PriorityHigh)}
@@ -106,7 +106,11 @@ func (p *Provider) CertExpiry() time.Time {
 }
 
 // Close closes the provider's idle connections. In-flight sends finish.
-func (p *Provider) Close() { p.http.CloseIdleConnections() }
+func (p *Provider) Close() {
+	if c, ok := p.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
 
 // Send posts n, built by Build, and classifies the outcome: Delivered on
 // 200; TokenDead for BadDeviceToken, Unregistered, MissingDeviceToken and
@@ -123,11 +127,7 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	// A token is hex in practice; anything else still reaches Apple intact
 	// (and is refused there), never as a different path or query.
 	sentToken := url.PathEscape(n.DeviceID)
-	req, err := p.request(ctx, n, sentToken)
-	if err != nil {
-		return providers.Permanent(ReasonOther, scrub(fmt.Errorf("apns: %w", err), n.DeviceID, sentToken))
-	}
-	resp, err := p.http.Do(req)
+	resp, err := p.rt.RoundTrip(p.request(ctx, n, sentToken))
 	if err != nil {
 		return p.transportResult(ctx, err, n.DeviceID, sentToken)
 	}
@@ -159,12 +159,9 @@ const maxErrorBody = 4 << 10
 // request makes the POST of n: Build's payload and headers, the provider
 // token, and from the attempt an expiration (and on redelivery a collapse
 // id, so that a phone shows a notification delivered twice once).
-func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken string) (*http.Request, error) {
-	body := encodePayload(n)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/3/device/"+sentToken, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
+func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken string) *http.Request {
+	// Opaque is the path as sent: sentToken is escaped already.
+	u := &url.URL{Scheme: p.url.Scheme, Host: p.url.Host, Opaque: p.path + sentToken}
 	shared := p.header
 	if n.Transport == wire.TransportVoIP {
 		shared = p.voip
@@ -182,8 +179,7 @@ func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken 
 			h["apns-collapse-id"] = []string{n.AckID}
 		}
 	}
-	req.Header = h
-	return req, nil
+	return providers.NewPost(ctx, u, h, encodePayload(n))
 }
 
 // authorization returns the authorization header with a provider token

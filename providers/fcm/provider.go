@@ -9,10 +9,8 @@
 package fcm
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -135,28 +133,13 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 
 // request makes the POST of body, with the access token, for one attempt.
 func (p *Provider) request(ctx context.Context, body []byte, tok *accessToken) *http.Request {
-	req := (&http.Request{
-		Method:     http.MethodPost,
-		URL:        p.url,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header: http.Header{
-			"Authorization": tok.authz,
-			"Content-Type":  contentType,
-			// Asks for FCM's detailed error answers (the FcmError
-			// details), as the firebase SDK does.
-			"X-Goog-Api-Format-Version": apiFormatVersion,
-		},
-		Body:          newRequestBody(body),
-		ContentLength: int64(len(body)),
-		Host:          p.url.Host,
-	}).WithContext(ctx)
-	// The transport may send the request again on a new connection when
-	// the first one closed before the request was processed (HTTP/2 GOAWAY,
-	// a dead idle connection): never a second delivery.
-	req.GetBody = func() (io.ReadCloser, error) { return newRequestBody(body), nil }
-	return req
+	return providers.NewPost(ctx, p.url, http.Header{
+		"Authorization": tok.authz,
+		"Content-Type":  contentType,
+		// Asks for FCM's detailed error answers (the FcmError details),
+		// as the firebase SDK does.
+		"X-Goog-Api-Format-Version": apiFormatVersion,
+	}, body)
 }
 
 // The header values every request shares; never written.
@@ -164,18 +147,6 @@ var (
 	contentType      = []string{"application/json"}
 	apiFormatVersion = []string{"2"}
 )
-
-// requestBody is a request's body: a bytes.Reader that closes, in one
-// allocation.
-type requestBody struct{ bytes.Reader }
-
-func newRequestBody(b []byte) *requestBody {
-	r := new(requestBody)
-	r.Reset(b)
-	return r
-}
-
-func (*requestBody) Close() error { return nil }
 
 // hostPort returns the host[:port] of a URL already checked.
 func hostPort(raw string) string {
