@@ -427,8 +427,13 @@ func (s *Server) sendPush(c *fasthttp.RequestCtx) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 
-	var n wire.Notification
-	if msg := decode(c.PostBody(), &n); msg != "" {
+	var n wire.Notification // on the stack: decoded by a static call
+	body := c.PostBody()
+	msg := emptyBody(body)
+	if msg == "" {
+		msg = decodeProblem(n.UnmarshalJSON(body))
+	}
+	if msg != "" {
 		s.metrics.reject(rejectBadRequest)
 		writeError(c, http.StatusBadRequest, msg)
 		return
@@ -447,7 +452,12 @@ func (s *Server) sendPush(c *fasthttp.RequestCtx) {
 
 func (s *Server) ack(c *fasthttp.RequestCtx) {
 	var a wire.Ack
-	if msg := decode(c.PostBody(), &a); msg != "" {
+	body := c.PostBody()
+	msg := emptyBody(body)
+	if msg == "" {
+		msg = decodeProblem(json.NewDecoder(bytes.NewReader(body)).Decode(&a))
+	}
+	if msg != "" {
 		s.metrics.reject(rejectBadRequest)
 		writeError(c, http.StatusBadRequest, msg)
 		return
@@ -470,26 +480,23 @@ func (s *Server) ack(c *fasthttp.RequestCtx) {
 	writeJSON(c, http.StatusOK, wire.OK())
 }
 
-// decode reads one JSON value from a request body (already bounded by
-// limits.max_body_bytes) into v. It answers why the body is not a push at
-// all, or "". The Mattermost server sends no Content-Type, so none is
-// required. v keeps no reference to body, which fasthttp reuses.
-func decode(body []byte, v any) string {
+// emptyBody says "body is empty" for a request body (already bounded by
+// limits.max_body_bytes) with nothing but white space, else "". The
+// Mattermost server sends no Content-Type, so none is required.
+func emptyBody(body []byte) string {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "body is empty"
 	}
-	var err error
-	if u, ok := v.(json.Unmarshaler); ok {
-		// wire.Notification decodes itself, faster than json.Decoder.
-		err = u.UnmarshalJSON(body)
-	} else {
-		err = json.NewDecoder(bytes.NewReader(body)).Decode(v)
-	}
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case err == nil:
+	return ""
+}
+
+// decodeProblem says why a body did not decode, or "" for a nil err.
+// What was decoded keeps no reference to the body, which fasthttp reuses.
+func decodeProblem(err error) string {
+	if err == nil {
 		return ""
-	case errors.As(err, &typeErr):
+	}
+	if typeErr, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		return fmt.Sprintf("field %s: expected %s, got JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
 	}
 	return "body is not valid JSON"
