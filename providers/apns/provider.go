@@ -39,10 +39,10 @@ type Provider struct {
 	url    url.URL           // the gateway's, for scheme and host
 	path   string            // escaped path prefix of a push: [base path]/3/device/
 	host   string            // host[:port] of the gateway, for error messages
-	header http.Header      // the headers every request of this app carries
-	voip   http.Header      // the same for VoIP pushes
-	token  *token.Token     // token auth; nil with certificate auth
-	cert   *tls.Certificate // certificate auth; nil with token auth
+	header http.Header       // the headers every request of this app carries
+	voip   http.Header       // the same for VoIP pushes
+	token  *token.Token      // token auth; nil with certificate auth
+	cert   *tls.Certificate  // certificate auth; nil with token auth
 
 	authz atomic.Pointer[authorization] // the last provider token, as a header
 }
