@@ -44,6 +44,11 @@ type Options struct {
 	URL string
 	// Concurrency is the number of senders, each with one request in flight.
 	Concurrency int
+	// Rate, when not 0, makes the run an open loop: the senders send this
+	// many requests per second in all, each when it is due, and a
+	// request's latency counts from then, including any wait for a free
+	// sender. At 0 every sender sends again as soon as it has its answer.
+	Rate float64
 	// Requests and Duration bound the run; the first reached ends it. At
 	// least one must be set.
 	Requests int
@@ -191,11 +196,8 @@ func numbered(body []byte, run, n int64) []byte {
 // Elapsed stays the duration), so that every notification the relay
 // accepted is in the report; only ctx ending cuts them off.
 func Run(ctx context.Context, opt Options) (Report, error) {
-	if opt.Requests <= 0 && opt.Duration <= 0 {
-		return Report{}, errors.New("loadgen: set a request count (-n) or a duration (-d)")
-	}
-	if opt.Concurrency <= 0 {
-		return Report{}, errors.New("loadgen: concurrency (-c) must be positive")
+	if err := opt.validate(); err != nil {
+		return Report{}, err
 	}
 	bodies, dead := bodies(4096, opt.Mix, opt.APNsPlatform, opt.FCMPlatform)
 	client := &http.Client{
@@ -216,12 +218,11 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 		go func() {
 			defer wg.Done()
 			for {
-				i, ok := t.take(ctx)
+				i, t0, ok := t.take(ctx)
 				if !ok {
 					return
 				}
 				k := int(i) % len(bodies)
-				t0 := time.Now()
 				status, code, err := post(ctx, client, opt.URL, numbered(bodies[k], start.UnixMilli(), i))
 				d := time.Since(t0)
 				switch {
@@ -274,30 +275,68 @@ func post(ctx context.Context, c *http.Client, url string, body []byte) (string,
 	return r.Status, resp.StatusCode, nil
 }
 
+// validate checks that opt bounds a run that can start.
+func (opt Options) validate() error {
+	switch {
+	case opt.Requests <= 0 && opt.Duration <= 0:
+		return errors.New("loadgen: set a request count (-n) or a duration (-d)")
+	case opt.Concurrency <= 0:
+		return errors.New("loadgen: concurrency (-c) must be positive")
+	case opt.Rate < 0 || math.IsNaN(opt.Rate) || math.IsInf(opt.Rate, 0):
+		return fmt.Errorf("loadgen: rate (-rate) must be 0 or a positive number of requests per second, got %g", opt.Rate)
+	}
+	return nil
+}
+
 // tickets hands out request numbers, from 1, until the run's bounds are
-// reached.
+// reached; in an open-loop run, each at the time it is due.
 type tickets struct {
-	next  atomic.Int64
-	max   int64     // 0: no count bound
-	until time.Time // zero: no time bound
+	next     atomic.Int64
+	max      int64     // 0: no count bound
+	until    time.Time // zero: no time bound
+	start    time.Time
+	interval time.Duration // between two requests due; 0: closed loop
 }
 
 func newTickets(opt Options, start time.Time) *tickets {
-	t := &tickets{max: int64(opt.Requests)}
+	t := &tickets{max: int64(opt.Requests), start: start}
 	if opt.Duration > 0 {
 		t.until = start.Add(opt.Duration)
+	}
+	if opt.Rate > 0 {
+		t.interval = time.Duration(float64(time.Second) / opt.Rate)
 	}
 	return t
 }
 
-// take returns the number of the next request to send, or false once the
-// run is over or ctx ended.
-func (t *tickets) take(ctx context.Context) (int64, bool) {
+// take returns the number of the next request to send and the time its
+// latency counts from, or false once the run is over or ctx ended. In an
+// open loop it waits until the request is due, which is then that time.
+func (t *tickets) take(ctx context.Context) (int64, time.Time, bool) {
 	if ctx.Err() != nil || !t.until.IsZero() && !time.Now().Before(t.until) {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	i := t.next.Add(1)
-	return i, t.max == 0 || i <= t.max
+	if t.max != 0 && i > t.max {
+		return 0, time.Time{}, false
+	}
+	if t.interval == 0 {
+		return i, time.Now(), true
+	}
+	due := t.start.Add(time.Duration(i-1) * t.interval)
+	if !t.until.IsZero() && !due.Before(t.until) {
+		return 0, time.Time{}, false
+	}
+	if wait := time.Until(due); wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			return 0, time.Time{}, false
+		case <-timer.C:
+		}
+	}
+	return i, due, true
 }
 
 // elapsed is how long the run has been sending since start: at most its

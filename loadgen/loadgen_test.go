@@ -224,3 +224,46 @@ func TestSetUpstreamRefusesImpossibleValues(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenLoop checks that a run at a rate sends at that rate, and that
+// a request's latency counts from when it was due, not from when a
+// sender got to it.
+func TestOpenLoop(t *testing.T) {
+	tests := []struct {
+		name       string
+		serve      time.Duration // how long the server takes per request
+		senders    int
+		rate       float64
+		minN, maxN int64         // requests sent in the run's 400ms
+		minP99     time.Duration // the p99 latency at least
+		maxP50     time.Duration // the p50 latency at most
+	}{
+		{name: "the senders keep up", serve: 0, senders: 4, rate: 250, minN: 80, maxN: 101, maxP50: 50 * time.Millisecond},
+		// One sender, 20ms a request, 200 due a second: each request waits
+		// for the ones before it, and that wait is latency.
+		{name: "the senders fall behind", serve: 20 * time.Millisecond, senders: 1, rate: 200, minN: 10, maxN: 25, minP99: 100 * time.Millisecond, maxP50: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(tt.serve)
+				io.WriteString(w, `{"status":"OK"}`)
+			}))
+			defer srv.Close()
+			rep, err := loadgen.Run(context.Background(), loadgen.Options{URL: srv.URL, Concurrency: tt.senders, Rate: tt.rate,
+				Duration: 400 * time.Millisecond, Mix: loadgen.DefaultMix()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Requests < tt.minN || rep.Requests > tt.maxN {
+				t.Errorf("%d requests, want %d to %d", rep.Requests, tt.minN, tt.maxN)
+			}
+			if rep.P99 < tt.minP99 || rep.P50 > tt.maxP50 {
+				t.Errorf("p50 %s, p99 %s; want p99 at least %s, p50 at most %s", rep.P50, rep.P99, tt.minP99, tt.maxP50)
+			}
+		})
+	}
+	if _, err := loadgen.Run(context.Background(), loadgen.Options{URL: "http://127.0.0.1:1", Concurrency: 1, Rate: -1, Requests: 1}); err == nil {
+		t.Error("a negative rate was accepted")
+	}
+}

@@ -155,7 +155,7 @@ func (r *Rig) Delivered() int64 { return int64(r.apple.Delivered() + r.google.De
 
 // Direct measures the ceiling of the rig: a bare HTTP/2 client posting
 // APNs payloads straight to the APNs look-alike, with the same
-// concurrency and bounds as opt, no relay in between. Its pushes are not
+// concurrency, rate and bounds as opt, no relay in between. Its pushes are not
 // counted in Delivered.
 func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 	defer r.apple.Reset()
@@ -180,7 +180,7 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 			defer wg.Done()
 			var lat []time.Duration
 			for {
-				i, ok := t.take(ctx)
+				i, t0, ok := t.take(ctx)
 				if !ok {
 					break
 				}
@@ -188,7 +188,6 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.apple.URL()+"/3/device/"+tokens[k], bytes.NewReader(bodies[k]))
 				req.Header.Set("apns-topic", "com.mattermost.rn")
 				req.Header.Set("apns-push-type", "alert")
-				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
 					if ctx.Err() != nil {

@@ -21,6 +21,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := fs.String("url", "", "send_push URL of the relay to load (e.g. http://127.0.0.1:8066/api/v1/send_push)")
 	sandboxed := fs.Bool("sandbox", false, "start APNs/FCM look-alikes and a relay process against them, and measure a direct client too")
 	c := fs.Int("c", 32, "concurrent senders")
+	rate := fs.Float64("rate", 0, "send this many notifications per second in all, each when due (open loop; latency counts from then); 0: as fast as the senders get answers")
 	n := fs.Int("n", 0, "stop after this many requests")
 	d := fs.Duration("d", 0, "stop after this long (default 10s when -n is not set)")
 	pid := fs.Int("pid", 0, "a local relay process to report CPU per notification and peak RSS for")
@@ -49,6 +50,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *rate < 0 {
+		return fmt.Errorf("-rate: must be 0 or a number of notifications per second, got %g", *rate)
+	}
 	if !*sandboxed && (*latency != 0 || *faults != 0) {
 		return fmt.Errorf("-upstream-latency and -faults need --sandbox")
 	}
@@ -67,7 +71,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *n == 0 && *d == 0 {
 		*d = 10 * time.Second
 	}
-	opt := loadgen.Options{URL: *url, Concurrency: *c, Requests: *n, Duration: *d, Mix: mix,
+	opt := loadgen.Options{URL: *url, Concurrency: *c, Rate: *rate, Requests: *n, Duration: *d, Mix: mix,
 		APNsPlatform: *apnsPlatform, FCMPlatform: *fcmPlatform, PID: *pid, Progress: stderr}
 
 	if !*sandboxed {
@@ -94,8 +98,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := rig.SetUpstream(*latency, *faults); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders; mix %s, %.0f%% iOS, %.0f%% dead tokens; upstream latency %s, %g%% faults\n\n",
-		rig.PID, *c, *kinds, *apnsShare*100, *dead*100, *latency, *faults*100)
+	pace := "as fast as answered"
+	if *rate > 0 {
+		pace = fmt.Sprintf("at %g/s", *rate)
+	}
+	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders %s; mix %s, %.0f%% iOS, %.0f%% dead tokens; upstream latency %s, %g%% faults\n\n",
+		rig.PID, *c, pace, *kinds, *apnsShare*100, *dead*100, *latency, *faults*100)
 	var direct loadgen.Report
 	if *baseline {
 		if direct, err = rig.Direct(ctx, opt); err != nil {
