@@ -110,8 +110,9 @@ func statusError(status int, reason, label, deviceToken string) error {
 
 // transportResult classifies a request that got no answer from APNs.
 func (p *Provider) transportResult(ctx context.Context, err error, deviceToken, sentToken string) providers.Result {
-	// apns2 returns the *url.Error of http.Client.Do, whose text holds the
-	// URL and so the device token: keep only what went wrong.
+	// A *url.Error's text holds the URL and so the device token (the
+	// transport returns none today, but http.Client would): keep only what
+	// went wrong.
 	inner := err
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -124,13 +125,13 @@ func (p *Provider) transportResult(ctx context.Context, err error, deviceToken, 
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
 		return providers.Retryable(ReasonTimeout, 0,
-			scrub(fmt.Errorf("apns: post to %s: no answer before the deadline: %w", p.host, inner), deviceToken, sentToken))
+			scrub(fmt.Errorf("apns: post to %s: no answer before the deadline: %w", p.url.Host, inner), deviceToken, sentToken))
 	case errors.Is(ctx.Err(), context.Canceled), errors.Is(err, context.Canceled):
 		return providers.Retryable(ReasonCanceled, 0,
-			scrub(fmt.Errorf("apns: post to %s: canceled: %w", p.host, inner), deviceToken, sentToken))
+			scrub(fmt.Errorf("apns: post to %s: canceled: %w", p.url.Host, inner), deviceToken, sentToken))
 	}
 	return providers.Retryable(ReasonTransport, 0,
-		scrub(fmt.Errorf("apns: post to %s: %w", p.host, inner), deviceToken, sentToken))
+		scrub(fmt.Errorf("apns: post to %s: %w", p.url.Host, inner), deviceToken, sentToken))
 }
 
 // scrub replaces every occurrence of the device tokens in err's text by the

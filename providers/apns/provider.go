@@ -36,9 +36,8 @@ const defaultTimeout = 30 * time.Second
 // for concurrent use.
 type Provider struct {
 	rt     http.RoundTripper // the egress path's HTTP/2 transport
-	url    url.URL           // the gateway's, for scheme and host
+	url    url.URL           // the gateway's: its scheme, and its host[:port] (also for error messages)
 	path   string            // escaped path prefix of a push: [base path]/3/device/
-	host   string            // host[:port] of the gateway, for error messages
 	header http.Header       // the headers every request of this app carries
 	voip   http.Header       // the same for VoIP pushes
 	token  *token.Token      // token auth; nil with certificate auth
@@ -81,7 +80,7 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apns.endpoint: %w", err)
 	}
-	p.url, p.host = *u, u.Host
+	p.url = *u
 	p.path = strings.TrimRight(u.EscapedPath(), "/") + "/3/device/"
 	// The caller's context carries the deadline.
 	p.rt = eg.HTTP2Transport(p.cert)
