@@ -357,12 +357,16 @@ func checkAPNsPayload(body []byte) string {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "PayloadEmpty"
 	}
-	var payload map[string]json.RawMessage
+	// Decoding into structs with no fields checks the shape without
+	// building maps: the look-alike runs beside the relay under load.
+	var payload struct {
+		APS json.RawMessage `json:"aps"`
+	}
 	if err := json.Unmarshal(body, &payload); err != nil {
 		return "BadPayload"
 	}
-	var aps map[string]json.RawMessage
-	if err := json.Unmarshal(payload["aps"], &aps); err != nil || aps == nil {
+	var aps *struct{}
+	if err := json.Unmarshal(payload.APS, &aps); err != nil || aps == nil {
 		return "PayloadEmpty"
 	}
 	return ""

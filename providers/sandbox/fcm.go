@@ -278,8 +278,8 @@ func (s *FCM) checkAssertion(assertion string) (scope, problem string) {
 type fcmBody struct {
 	ValidateOnly bool `json:"validate_only"`
 	Message      *struct {
-		Token string         `json:"token"`
-		Data  map[string]any `json:"data"`
+		Token string                     `json:"token"`
+		Data  map[string]json.RawMessage `json:"data"`
 	} `json:"message"`
 }
 
@@ -358,7 +358,7 @@ func (s *FCM) check(r *http.Request, rec *FCMRequest, isSend bool, body *fcmBody
 		return invalid("Recipient of the message is not set.")
 	}
 	for k, v := range body.Message.Data {
-		if _, ok := v.(string); !ok {
+		if len(v) == 0 || v[0] != '"' {
 			return invalid(fmt.Sprintf("Invalid value at 'message.data[%s].value' (TYPE_STRING)", k))
 		}
 	}

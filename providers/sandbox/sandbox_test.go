@@ -117,6 +117,9 @@ func TestAPNs(t *testing.T) {
 		{"missing topic", "", "/3/device/abc123", alert, nil, 400, "MissingTopic"},
 		{"not JSON", "", "/3/device/abc123", `{"aps":`, topic, 400, "BadPayload"},
 		{"no aps", "", "/3/device/abc123", `{"type":"message"}`, topic, 400, "PayloadEmpty"},
+		{"aps not a dictionary", "", "/3/device/abc123", `{"aps":"alert"}`, topic, 400, "PayloadEmpty"},
+		{"aps null", "", "/3/device/abc123", `{"aps":null}`, topic, 400, "PayloadEmpty"},
+		{"payload not an object", "", "/3/device/abc123", `[{"aps":{}}]`, topic, 400, "BadPayload"},
 		{"empty", "", "/3/device/abc123", ``, topic, 400, "PayloadEmpty"},
 		{"too large", "", "/3/device/abc123", bigPayload(4097), topic, 413, "PayloadTooLarge"},
 		{"voip too large", "", "/3/device/abc123", bigPayload(5121), []string{"apns-topic", "a.b.voip", "apns-push-type", "voip"}, 413, "PayloadTooLarge"},
@@ -696,6 +699,7 @@ func TestFCMAuthorization(t *testing.T) {
 		{"no message.token", "Bearer " + good, `{"message":{"data":{"k":"v"}}}`, 400, "INVALID_ARGUMENT"},
 		{"not JSON", "Bearer " + good, `{"message":`, 400, "INVALID_ARGUMENT"},
 		{"data value not a string", "Bearer " + good, `{"message":{"token":"tok","data":{"badge":1}}}`, 400, "INVALID_ARGUMENT"},
+		{"data value null", "Bearer " + good, `{"message":{"token":"tok","data":{"badge":null}}}`, 400, "INVALID_ARGUMENT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
