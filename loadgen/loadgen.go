@@ -200,11 +200,12 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 		return Report{}, err
 	}
 	bodies, dead := bodies(4096, opt.Mix, opt.APNsPlatform, opt.FCMPlatform)
-	client := &http.Client{
-		Transport: &http.Transport{MaxIdleConnsPerHost: opt.Concurrency, MaxConnsPerHost: opt.Concurrency, DisableCompression: true},
-		Timeout:   30 * time.Second,
+	client, err := newClient(opt.URL, opt.Concurrency)
+	if err != nil {
+		return Report{}, err
 	}
-	defer client.CloseIdleConnections()
+	defer client.close()
+	defer client.closeWhenDone(ctx)()
 
 	var rep Report
 	lat := make([][]time.Duration, opt.Concurrency)
@@ -223,7 +224,7 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 					return
 				}
 				k := int(i) % len(bodies)
-				status, code, err := post(ctx, client, opt.URL, numbered(bodies[k], start.UnixMilli(), i))
+				status, code, err := client.post(numbered(bodies[k], start.UnixMilli(), i))
 				d := time.Since(t0)
 				switch {
 				case err != nil && ctx.Err() != nil:
@@ -255,24 +256,6 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 	}
 	rep.setLatencies(slices.Concat(lat...))
 	return rep, nil
-}
-
-func post(ctx context.Context, c *http.Client, url string, body []byte) (string, int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return "", 0, err
-	}
-	req.Header.Set("User-Agent", "Mattermost-Bot/1.1")
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", 0, err
-	}
-	defer resp.Body.Close()
-	var r wire.Response
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return "", resp.StatusCode, nil
-	}
-	return r.Status, resp.StatusCode, nil
 }
 
 // validate checks that opt bounds a run that can start.

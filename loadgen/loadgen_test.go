@@ -267,3 +267,77 @@ func TestOpenLoop(t *testing.T) {
 		t.Error("a negative rate was accepted")
 	}
 }
+
+// TestRequestsLookLikeMattermosts checks what the relay sees: HTTP/1.1
+// keep-alive, Mattermost's User-Agent, no Content-Type, and the URL's user
+// information as Basic authorization (never in the request line).
+func TestRequestsLookLikeMattermosts(t *testing.T) {
+	var conns sync.Map
+	var bad atomic.Value
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Store(r.RemoteAddr, true)
+		user, pass, ok := r.BasicAuth()
+		switch {
+		case r.Proto != "HTTP/1.1" || r.Method != http.MethodPost || r.URL.Path != "/api/v1/send_push":
+			bad.Store(r.Proto + " " + r.Method + " " + r.URL.Path)
+		case r.Header.Get("User-Agent") != "Mattermost-Bot/1.1" || r.Header.Get("Content-Type") != "":
+			bad.Store("headers " + strings.Join(r.Header.Values("User-Agent"), ",") + " " + r.Header.Get("Content-Type"))
+		case !ok || user != "mm" || pass != "s3cret":
+			bad.Store("authorization " + r.Header.Get("Authorization"))
+		case strings.Contains(r.RequestURI, "s3cret"):
+			bad.Store("the secret is in the request line")
+		}
+		io.WriteString(w, `{"status":"OK"}`)
+	}))
+	srv.Start()
+	defer srv.Close()
+	url := strings.Replace(srv.URL, "http://", "http://mm:s3cret@", 1) + "/api/v1/send_push"
+	rep, err := loadgen.Run(context.Background(), loadgen.Options{URL: url, Concurrency: 3, Requests: 300, Mix: loadgen.DefaultMix()})
+	if err != nil || rep.OK != 300 {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	if b := bad.Load(); b != nil {
+		t.Errorf("a request was not Mattermost's: %v", b)
+	}
+	n := 0
+	conns.Range(func(any, any) bool { n++; return true })
+	if n > 3 {
+		t.Errorf("%d connections for 3 senders: keep-alive is not used", n)
+	}
+}
+
+// TestRunEndsWithItsContext checks that ending the run's context cuts off
+// requests the relay never answers, instead of waiting out their timeout.
+func TestRunEndsWithItsContext(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	rep, err := loadgen.Run(ctx, loadgen.Options{URL: srv.URL, Concurrency: 2, Requests: 10, Mix: loadgen.DefaultMix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the run took %v after its context ended", took)
+	}
+	if rep.OK+rep.TransportErrors+rep.HTTPErrors != 0 {
+		t.Errorf("requests cut off by the context were counted: %+v", rep)
+	}
+}
+
+func TestBadURLsAreRefusedWithoutTheirSecret(t *testing.T) {
+	for _, url := range []string{"ftp://relay/api/v1/send_push", "http://mm:s3cret@/api/v1/send_push", "http://mm:s3cret@relay:port/x"} {
+		_, err := loadgen.Run(context.Background(), loadgen.Options{URL: url, Concurrency: 1, Requests: 1, Mix: loadgen.DefaultMix()})
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: %v, want an error without the secret", url, err)
+		}
+	}
+}
