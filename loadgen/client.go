@@ -22,8 +22,9 @@ const requestTimeout = 30 * time.Second
 // client posts send_push requests over HTTP/1.1 keep-alive connections, as
 // Mattermost's server does, one connection per sender. It is fasthttp's
 // client: the load generator shares the machine with the relay it
-// measures, and net/http's client cost it about three times the CPU per
-// request, CPU the relay and the look-alikes then did not get.
+// measures, and net/http's client took 41 µs of CPU per request there
+// against fasthttp's 15 µs (profiles of one bench run each), CPU the relay
+// and the look-alikes then did not get.
 type client struct {
 	hc    *fasthttp.HostClient
 	uri   string // the URL without its user information
