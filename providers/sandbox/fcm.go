@@ -3,12 +3,14 @@ package sandbox
 import (
 	"bytes"
 	"crypto/rsa"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Google's identifiers the firebase SDK looks for.
@@ -278,8 +280,8 @@ func (s *FCM) checkAssertion(assertion string) (scope, problem string) {
 type fcmBody struct {
 	ValidateOnly bool `json:"validate_only"`
 	Message      *struct {
-		Token string                     `json:"token"`
-		Data  map[string]json.RawMessage `json:"data"`
+		Token string                    `json:"token"`
+		Data  map[string]jsontext.Value `json:"data"`
 	} `json:"message"`
 }
 
@@ -358,7 +360,7 @@ func (s *FCM) check(r *http.Request, rec *FCMRequest, isSend bool, body *fcmBody
 		return invalid("Recipient of the message is not set.")
 	}
 	for k, v := range body.Message.Data {
-		if len(v) == 0 || v[0] != '"' {
+		if v.Kind() != '"' {
 			return invalid(fmt.Sprintf("Invalid value at 'message.data[%s].value' (TYPE_STRING)", k))
 		}
 	}
