@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -109,11 +108,6 @@ func (c *client) close() {
 	for conn := range open {
 		conn.(*trackedConn).Conn.Close()
 	}
-}
-
-// closeWhenDone closes the client when ctx ends; stop undoes that.
-func (c *client) closeWhenDone(ctx context.Context) (stop func() bool) {
-	return context.AfterFunc(ctx, c.close)
 }
 
 // trackedConn forgets itself when closed.

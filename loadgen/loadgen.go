@@ -205,7 +205,7 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 		return Report{}, err
 	}
 	defer client.close()
-	defer client.closeWhenDone(ctx)()
+	defer context.AfterFunc(ctx, client.close)() // cut off what is in flight
 
 	var rep Report
 	lat := make([][]time.Duration, opt.Concurrency)
