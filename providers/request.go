@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 )
 
 // NewPost returns the POST of body to u with header h, under ctx, for a
@@ -42,3 +43,25 @@ func newRequestBody(b []byte) *requestBody {
 
 // Close does nothing: the bytes stay the caller's.
 func (*requestBody) Close() error { return nil }
+
+// maxPooledBody is the largest body buffer PutBuffer keeps: a push body is
+// a few hundred bytes, and a rare large one should not stay in the pool.
+const maxPooledBody = 64 << 10
+
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// GetBuffer returns an empty buffer for a request body, from a pool. Give it
+// back with PutBuffer once the transport is done with the body: the egress
+// HTTP/2 transport is once its RoundTrip has returned.
+func GetBuffer() *[]byte {
+	b := bodyPool.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+// PutBuffer gives b back to the pool; b must not be used after.
+func PutBuffer(b *[]byte) {
+	if cap(*b) <= maxPooledBody {
+		bodyPool.Put(b)
+	}
+}

@@ -2,6 +2,7 @@ package apns
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"github.com/kyokomi/emoji/v2"
@@ -73,9 +74,13 @@ func payloadKind(n *wire.Notification) (voip, idLoaded, content bool) {
 	return voip, idLoaded, content
 }
 
-// encodePayload returns n's APNs payload in a buffer sized for it. The
-// alert is made first (a message's shortcodes expanded), for its length.
-func encodePayload(n *wire.Notification) []byte {
+// encodePayload returns n's APNs payload in a buffer sized for it.
+func encodePayload(n *wire.Notification) []byte { return appendPayloadOf(nil, n) }
+
+// appendPayloadOf appends n's APNs payload to dst, grown once to hold it.
+// The alert is made first (a message's shortcodes expanded), for its
+// length.
+func appendPayloadOf(dst []byte, n *wire.Notification) []byte {
 	var alert string
 	switch _, idLoaded, content := payloadKind(n); {
 	case idLoaded:
@@ -83,7 +88,7 @@ func encodePayload(n *wire.Notification) []byte {
 	case content:
 		alert = expandEmoji(n.Message)
 	}
-	return appendPayload(make([]byte, 0, payloadSizeHint(n, alert)), n, alert)
+	return appendPayload(slices.Grow(dst, payloadSizeHint(n, alert)), n, alert)
 }
 
 // appendPayload appends n's APNs payload, with alert as the text of its

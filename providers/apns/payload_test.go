@@ -405,7 +405,7 @@ func TestBuildBytes(t *testing.T) {
 
 // TestPayloadSizeHint: the payload of every case, and of a notification
 // with every field set and shortcodes that expand to more than twice their
-// length, fits the buffer Build makes for it: it never grows.
+// length, fits the size its buffer is grown to first: it never grows twice.
 func TestPayloadSizeHint(t *testing.T) {
 	cases := payloadCases()
 	for _, version := range []string{"v2", ""} {
@@ -421,8 +421,8 @@ func TestPayloadSizeHint(t *testing.T) {
 		n := c.normalized(t, "token")
 		hint := payloadSizeHint(n, expandEmoji(n.Message))
 		payload := Build(n, testTopic).Payload.(json.RawMessage)
-		if cap(payload) != hint {
-			t.Errorf("%s: the payload (%d bytes) outgrew its buffer (%d)", c.name, len(payload), hint)
+		if len(payload) > hint {
+			t.Errorf("%s: the payload (%d bytes) outgrew its size hint (%d)", c.name, len(payload), hint)
 		}
 	}
 }

@@ -35,15 +35,27 @@ const defaultTimeout = 30 * time.Second
 // connections (more than one when one is saturated, see egress) and is safe
 // for concurrent use.
 type Provider struct {
-	rt     http.RoundTripper // the egress path's HTTP/2 transport
-	url    url.URL           // the gateway's: its scheme, and its host[:port] (also for error messages)
-	path   string            // escaped path prefix of a push: [base path]/3/device/
-	header http.Header       // the headers every request of this app carries
-	voip   http.Header       // the same for VoIP pushes
-	token  *token.Token      // token auth; nil with certificate auth
-	cert   *tls.Certificate  // certificate auth; nil with token auth
+	rt    http.RoundTripper // the egress path's HTTP/2 transport
+	url   url.URL           // the gateway's: its scheme, and its host[:port] (also for error messages)
+	path  string            // escaped path prefix of a push: [base path]/3/device/
+	alert http.Header       // the headers every request of this app carries
+	voip  http.Header       // the same for VoIP pushes
+	token *token.Token      // token auth; nil with certificate auth
+	cert  *tls.Certificate  // certificate auth; nil with token auth
 
 	authz atomic.Pointer[authorization] // the last provider token, as a header
+	// The last header made for an alert push ([0]) and a VoIP one ([1]):
+	// pushes accepted in the same second share it.
+	headers [2]atomic.Pointer[sharedHeader]
+}
+
+// sharedHeader is a request header that the requests of one second share:
+// the app's headers, the provider token and the expiration. Never written
+// once made.
+type sharedHeader struct {
+	authz   *authorization // nil with certificate auth
+	expires int64          // apns-expiration, in Unix seconds; 0 for none
+	h       http.Header
 }
 
 // authorization is a signed provider token and its header value.
@@ -88,7 +100,7 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 	// These maps are shared by every request and never written after New.
 	priority := []string{strconv.Itoa(apns2.PriorityHigh)}
 	contentType := []string{"application/json; charset=utf-8"}
-	p.header = http.Header{"apns-topic": {cfg.Topic}, "apns-push-type": {string(apns2.PushTypeAlert)},
+	p.alert = http.Header{"apns-topic": {cfg.Topic}, "apns-push-type": {string(apns2.PushTypeAlert)},
 		"apns-priority": priority, "content-type": contentType}
 	p.voip = http.Header{"apns-topic": {cfg.Topic + ".voip"}, "apns-push-type": {string(apns2.PushTypeVOIP)},
 		"apns-priority": priority, "content-type": contentType}
@@ -126,7 +138,11 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	// A token is hex in practice; anything else still reaches Apple intact
 	// (and is refused there), never as a different path or query.
 	sentToken := url.PathEscape(n.DeviceID)
-	resp, err := p.rt.RoundTrip(p.request(ctx, n, sentToken))
+	// The egress transport is done with the body when RoundTrip returns.
+	payload := providers.GetBuffer()
+	defer providers.PutBuffer(payload)
+	*payload = appendPayloadOf(*payload, n)
+	resp, err := p.rt.RoundTrip(p.request(ctx, n, sentToken, *payload))
 	if err != nil {
 		return p.transportResult(ctx, err, n.DeviceID, sentToken)
 	}
@@ -155,42 +171,62 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 // maxErrorBody bounds how much of a refusal's body is read.
 const maxErrorBody = 4 << 10
 
-// request makes the POST of n: Build's payload and headers, the provider
-// token, and from the attempt an expiration (and on redelivery a collapse
-// id, so that a phone shows a notification delivered twice once).
-func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken string) *http.Request {
+// request makes the POST of body, n's payload: the app's headers, the
+// provider token, and from the attempt an expiration (and on redelivery a
+// collapse id, so that a phone shows a notification delivered twice once).
+func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken string, body []byte) *http.Request {
 	// Opaque is the path as sent: sentToken is escaped already.
 	u := &url.URL{Scheme: p.url.Scheme, Host: p.url.Host, Opaque: p.path + sentToken}
-	shared := p.header
-	if n.Transport == wire.TransportVoIP {
-		shared = p.voip
+	a, _ := providers.AttemptFrom(ctx)
+	h := p.header(n.Transport == wire.TransportVoIP, a.Expires)
+	if a.Redelivery && n.AckID != "" && len(n.AckID) <= 64 {
+		h = maps.Clone(h)
+		h["apns-collapse-id"] = []string{n.AckID}
 	}
-	h := make(http.Header, len(shared)+3)
-	maps.Copy(h, shared)
-	if p.token != nil {
-		h["authorization"] = p.authorization()
-	}
-	if a, ok := providers.AttemptFrom(ctx); ok {
-		if !a.Expires.IsZero() {
-			h["apns-expiration"] = []string{strconv.FormatInt(a.Expires.Unix(), 10)}
-		}
-		if a.Redelivery && n.AckID != "" && len(n.AckID) <= 64 {
-			h["apns-collapse-id"] = []string{n.AckID}
-		}
-	}
-	return providers.NewPost(ctx, u, h, encodePayload(n))
+	return providers.NewPost(ctx, u, h, body)
 }
 
-// authorization returns the authorization header with a provider token
-// signed within the hour, signing a new one when it is due.
-func (p *Provider) authorization() []string {
+// header returns the header of a push that expires then (never, if zero):
+// the one made last when it is still right, else a new one, kept for the
+// pushes that follow.
+func (p *Provider) header(voip bool, expires time.Time) http.Header {
+	var authz *authorization
+	if p.token != nil {
+		authz = p.authorization()
+	}
+	var exp int64
+	if !expires.IsZero() {
+		exp = expires.Unix()
+	}
+	last, app := &p.headers[0], p.alert
+	if voip {
+		last, app = &p.headers[1], p.voip
+	}
+	if s := last.Load(); s != nil && s.authz == authz && s.expires == exp {
+		return s.h
+	}
+	h := make(http.Header, len(app)+2)
+	maps.Copy(h, app)
+	if authz != nil {
+		h["authorization"] = authz.header
+	}
+	if exp != 0 {
+		h["apns-expiration"] = []string{strconv.FormatInt(exp, 10)}
+	}
+	last.Store(&sharedHeader{authz: authz, expires: exp, h: h})
+	return h
+}
+
+// authorization returns a provider token signed within the hour, signing
+// a new one when it is due.
+func (p *Provider) authorization() *authorization {
 	bearer := p.token.GenerateIfExpired()
 	if a := p.authz.Load(); a != nil && a.bearer == bearer {
-		return a.header
+		return a
 	}
 	a := &authorization{bearer: bearer, header: []string{"bearer " + bearer}}
 	p.authz.Store(a)
-	return a.header
+	return a
 }
 
 // renewToken makes the next request sign a fresh provider token, unless

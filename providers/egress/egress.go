@@ -140,6 +140,8 @@ func (e *Egress) Transport() http.RoundTripper {
 // not nil, behind the host allowlist. It uses one connection per host until
 // that one carries 100 requests at once, then opens another (up to 8). Each
 // call makes new connections: call it once per app and share the result.
+// RoundTrip has read and closed the request's body when it returns, so the
+// caller may use the body's bytes again.
 //
 // Its client is h2Transport, this package's own: no goroutine per request,
 // and the frames of several requests leave in one TLS record and one

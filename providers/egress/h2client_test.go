@@ -441,6 +441,66 @@ func TestH2FlowControl(t *testing.T) {
 	}
 }
 
+// returnedBody is a request body that records a Read or Close after the
+// RoundTrip it was sent with returned.
+type returnedBody struct {
+	*bytes.Reader
+	returned, late atomic.Bool
+}
+
+func (b *returnedBody) Read(p []byte) (int, error) {
+	if b.returned.Load() {
+		b.late.Store(true)
+	}
+	return b.Reader.Read(p)
+}
+
+func (b *returnedBody) Close() error {
+	if b.returned.Load() {
+		b.late.Store(true)
+	}
+	return nil
+}
+
+// TestH2DoneWithBodyOnReturn holds h2Transport to what the providers'
+// pooled bodies rely on: once RoundTrip returns, it no longer touches the
+// request's body, whether the server answered before taking it all, under
+// small windows, or after reading it.
+func TestH2DoneWithBodyOnReturn(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", h2Echo)
+	mux.HandleFunc("/early", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest) // before reading the body
+	})
+	srv := newH2Server(t, mux, &http.HTTP2Config{MaxReceiveBufferPerStream: 8 << 10, MaxReceiveBufferPerConnection: 64 << 10}, nil)
+	tr, _ := newH2Client(t, srv, true)
+	ctx := h2Ctx(t)
+	for _, tc := range []struct {
+		path string
+		size int
+	}{{"/echo", 800}, {"/echo", 300_000}, {"/early", 300_000}} {
+		sent := make([]byte, tc.size)
+		rand.Read(sent)
+		body := &returnedBody{Reader: bytes.NewReader(bytes.Clone(sent))}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+tc.path, body)
+		resp, err := tr.RoundTrip(req)
+		body.returned.Store(true)
+		if err != nil {
+			t.Fatalf("%s, %d bytes: %v", tc.path, tc.size, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			t.Errorf("%s, %d bytes: reading the answer: %v", tc.path, tc.size, err)
+		case tc.path == "/echo" && !bytes.Equal(got, sent):
+			t.Errorf("%s: %d bytes echoed, want the %d sent", tc.path, len(got), tc.size)
+		case body.late.Load():
+			t.Errorf("%s, %d bytes: the body was read or closed after RoundTrip returned", tc.path, tc.size)
+		}
+	}
+}
+
 // TestH2Context ends requests' contexts while they wait for the answer or
 // a stream; the connection keeps serving.
 func TestH2Context(t *testing.T) {

@@ -2,6 +2,7 @@ package fcm
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -23,13 +24,19 @@ func Encode(n *wire.Notification) ([]byte, error) { return encode(n, nil) }
 // care). It returns an error for a message the SDK would refuse to send;
 // the errors name fields, never values.
 func encode(n *wire.Notification, ttl *time.Duration) ([]byte, error) {
+	return appendRequest(nil, n, ttl)
+}
+
+// appendRequest appends encode's request body for n to dst, grown once to
+// hold it.
+func appendRequest(dst []byte, n *wire.Notification, ttl *time.Duration) ([]byte, error) {
 	switch {
 	case n.DeviceID == "":
 		return nil, errors.New("no device token (message.token)")
 	case ttl != nil && *ttl < 0:
 		return nil, errors.New("message.android.ttl must not be negative")
 	}
-	o := jsonobject.Open(make([]byte, 0, requestSizeHint(n)))
+	o := jsonobject.Open(slices.Grow(dst, requestSizeHint(n)))
 	msg := o.Object("message")
 	// The SDK's order: data, android, token.
 	data := msg.Object("data")

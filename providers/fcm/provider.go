@@ -108,15 +108,18 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 		d := max(time.Until(at.Expires).Truncate(time.Second), 0)
 		ttl = &d
 	}
-	body, err := encode(n, ttl)
-	if err != nil {
+	// The egress transport is done with the body when RoundTrip returns.
+	body := providers.GetBuffer()
+	defer providers.PutBuffer(body)
+	var err error
+	if *body, err = appendRequest(*body, n, ttl); err != nil {
 		return providers.Permanent(ReasonOther, scrub(fmt.Errorf("fcm: message not sent: %w", err), n.DeviceID))
 	}
 	tok, err := p.tokens.get(ctx)
 	if err != nil {
 		return p.tokens.result(err)
 	}
-	resp, err := p.rt.RoundTrip(p.request(ctx, body, tok))
+	resp, err := p.rt.RoundTrip(providers.NewPost(ctx, p.url, tok.header, *body))
 	if err != nil {
 		return p.transportResult(ctx, err, n.DeviceID)
 	}
@@ -130,23 +133,6 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	}
 	return classify(resp.StatusCode, resp.Header.Get("Retry-After"), answer, p.host, n.DeviceID)
 }
-
-// request makes the POST of body, with the access token, for one attempt.
-func (p *Provider) request(ctx context.Context, body []byte, tok *accessToken) *http.Request {
-	return providers.NewPost(ctx, p.url, http.Header{
-		"Authorization": tok.authz,
-		"Content-Type":  contentType,
-		// Asks for FCM's detailed error answers (the FcmError details),
-		// as the firebase SDK does.
-		"X-Goog-Api-Format-Version": apiFormatVersion,
-	}, body)
-}
-
-// The header values every request shares; never written.
-var (
-	contentType      = []string{"application/json"}
-	apiFormatVersion = []string{"2"}
-)
 
 // hostPort returns the host[:port] of a URL already checked.
 func hostPort(raw string) string {

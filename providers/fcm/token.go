@@ -2,6 +2,7 @@ package fcm
 
 import (
 	"context"
+	"net/http"
 	"sync"
 
 	"golang.org/x/oauth2"
@@ -26,10 +27,23 @@ type tokenCache struct {
 	inflight *tokenFetch
 }
 
-// accessToken is a token and its Authorization header value, made once.
+// accessToken is a token and the header of the sends that use it, made
+// once.
 type accessToken struct {
-	tok   *oauth2.Token
-	authz []string // {"Bearer " + access token}; shared, never written
+	tok    *oauth2.Token
+	header http.Header // shared by those sends, never written
+}
+
+// newAccessToken makes the header of the sends that use tok: its
+// Authorization, the JSON content type, and the API format version that
+// asks for FCM's detailed error answers (the FcmError details), as the
+// firebase SDK does.
+func newAccessToken(tok *oauth2.Token) *accessToken {
+	return &accessToken{tok: tok, header: http.Header{
+		"Authorization":             {tok.Type() + " " + tok.AccessToken},
+		"Content-Type":              {"application/json"},
+		"X-Goog-Api-Format-Version": {"2"},
+	}}
 }
 
 // tokenFetch is one fetch in progress; tok and err are set before done is
@@ -67,7 +81,7 @@ func (c *tokenCache) fetch(f *tokenFetch) {
 	tok, err := c.src.Token()
 	var t *accessToken
 	if err == nil {
-		t = &accessToken{tok: tok, authz: []string{tok.Type() + " " + tok.AccessToken}}
+		t = newAccessToken(tok)
 	}
 	c.mu.Lock()
 	if err == nil {
