@@ -93,6 +93,51 @@ func send(t *testing.T, p *Provider, n *wire.Notification, timeout time.Duration
 
 func hexToken(i int) string { return fmt.Sprintf("%064x", 0xa0000+i) }
 
+// TestSendHeadersPerAttempt sends pushes in turns with different attempts:
+// each gets its own expiration, a collapse id only on redelivery, its own
+// push type, whatever header the one before it shared.
+func TestSendHeadersPerAttempt(t *testing.T) {
+	r := newRig(t)
+	p := r.provider(t, r.tokenConfig())
+	soon := time.Now().Add(time.Hour).Truncate(time.Second)
+	cases := []struct {
+		name           string
+		at             providers.Attempt
+		voip           bool
+		wantExpiration string
+		wantCollapse   string
+		wantPushType   string
+	}{
+		{"first push", providers.Attempt{Expires: soon}, false, fmt.Sprint(soon.Unix()), "", "alert"},
+		{"redelivery", providers.Attempt{Expires: soon, Redelivery: true}, false, fmt.Sprint(soon.Unix()), "ack-1", "alert"},
+		{"same second after a redelivery", providers.Attempt{Expires: soon}, false, fmt.Sprint(soon.Unix()), "", "alert"},
+		{"a second later", providers.Attempt{Expires: soon.Add(time.Second)}, false, fmt.Sprint(soon.Unix() + 1), "", "alert"},
+		{"voip, same second", providers.Attempt{Expires: soon.Add(time.Second)}, true, fmt.Sprint(soon.Unix() + 1), "", "voip"},
+		{"no expiry", providers.Attempt{}, false, "", "", "alert"},
+		{"alert again", providers.Attempt{Expires: soon.Add(time.Second)}, false, fmt.Sprint(soon.Unix() + 1), "", "alert"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			token := hexToken(100 + i)
+			n := &wire.Notification{Platform: "apple_rn", Type: wire.TypeMessage, Message: "hi", AckID: fmt.Sprintf("ack-%d", i), DeviceID: token}
+			if c.voip {
+				n.Transport = wire.TransportVoIP
+			}
+			ctx, cancel := context.WithTimeout(providers.WithAttempt(context.Background(), c.at), sendTimeout)
+			defer cancel()
+			if res := p.Send(ctx, n); res.Outcome != providers.Delivered {
+				t.Fatalf("Send() = %+v, want Delivered", res)
+			}
+			h := r.request(t, token).Header
+			for k, want := range map[string]string{"apns-expiration": c.wantExpiration, "apns-collapse-id": c.wantCollapse, "apns-push-type": c.wantPushType} {
+				if got := h.Values(k); len(got) > 1 || h.Get(k) != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestSendPayloads posts every case of the Build table over real HTTP/2 with
 // token auth and checks what the look-alike received, byte for byte after
 // decoding.
