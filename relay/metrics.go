@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -196,7 +197,11 @@ func (m *metrics) reject(reason string) {
 
 // handled counts one ingress request and its duration.
 func (m *metrics) handled(route string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	codeLabel := "200" // the usual answer, without formatting it each time
+	if code != http.StatusOK {
+		codeLabel = strconv.Itoa(code)
+	}
+	m.requests.WithLabelValues(route, codeLabel).Inc()
 	m.requestSeconds.WithLabelValues(route).Observe(d.Seconds())
 	if l := m.legacy; l != nil && (route == routeSendPush || route == routeAck) {
 		l.requestSeconds.Observe(d.Seconds())

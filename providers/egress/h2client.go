@@ -284,7 +284,8 @@ type h2Stream struct {
 	status     int
 	header     http.Header
 	body       []byte
-	rd         h2Body // the response's Body
+	rd         h2Body        // the response's Body
+	resp       http.Response // the response, made in the same allocation
 }
 
 // h2Waiter is a request waiting for a stream slot.
@@ -771,7 +772,7 @@ func (c *h2Conn) response(req *http.Request, st *h2Stream) *http.Response {
 			}
 		}
 	}
-	return &http.Response{
+	st.resp = http.Response{
 		Status:        h2StatusLine(st.status),
 		StatusCode:    st.status,
 		Proto:         "HTTP/2.0",
@@ -782,6 +783,7 @@ func (c *h2Conn) response(req *http.Request, st *h2Stream) *http.Response {
 		Request:       req,
 		TLS:           c.tls,
 	}
+	return &st.resp
 }
 
 // readLoop reads and handles the server's frames until the connection
