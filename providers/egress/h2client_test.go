@@ -924,6 +924,111 @@ func TestH2NotProcessed(t *testing.T) {
 	})
 }
 
+// TestH2MalformedAnswers answers a first request wrongly: a malformed
+// header block fails that request alone, and the next one goes over the
+// same connection; a broken connection (HPACK it cannot decode, a frame for
+// a stream never opened) is closed with a GOAWAY, and the next request dials
+// again.
+func TestH2MalformedAnswers(t *testing.T) {
+	type answer func(fr *http2.Framer, id uint32)
+	headers := func(endStream bool, fields ...string) answer {
+		return func(fr *http2.Framer, id uint32) {
+			var block bytes.Buffer
+			enc := hpack.NewEncoder(&block)
+			for i := 0; i+1 < len(fields); i += 2 {
+				enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+			}
+			// In frames of at most 16 KiB, our SETTINGS_MAX_FRAME_SIZE.
+			b := block.Bytes()
+			first := b[:min(len(b), 16<<10)]
+			b = b[len(first):]
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndHeaders: len(b) == 0, EndStream: endStream})
+			for len(b) > 0 {
+				n := min(len(b), 16<<10)
+				fr.WriteContinuation(id, n == len(b), b[:n])
+				b = b[n:]
+			}
+		}
+	}
+	then := func(answers ...answer) answer {
+		return func(fr *http2.Framer, id uint32) {
+			for _, a := range answers {
+				a(fr, id)
+			}
+		}
+	}
+	big := strings.Repeat("b", 16<<10)
+	cases := []struct {
+		name     string
+		answer   answer
+		want     string // in the first request's error
+		connLost bool   // the connection fails with it
+	}{
+		{"no :status", headers(true, "content-type", "text/plain"), `malformed response: :status ""`, false},
+		{":status not a number", headers(true, ":status", "2x0"), `malformed response: :status "2x0"`, false},
+		{"upper-case name", headers(true, ":status", "200", "Apns-Id", "x"), "malformed response", false},
+		{"value with a line feed", headers(true, ":status", "200", "apns-id", "a\nb"), "malformed response", false},
+		{"pseudo-header after a regular one", headers(true, "apns-id", "x", ":status", "200"), "malformed response", false},
+		{"request pseudo-header", headers(true, ":status", "200", ":path", "/"), "malformed response", false},
+		{"header list above 64 KiB", headers(true, ":status", "200", "a", big, "b", big, "c", big, "d", big, "e", big), "response header larger than 65536 bytes", false},
+		{"END_STREAM on a 1xx", headers(true, ":status", "103"), "END_STREAM on 103", false},
+		{"trailers without END_STREAM", then(headers(false, ":status", "200"), headers(false, "grpc-status", "0")), "trailers without END_STREAM", false},
+		{"DATA before HEADERS", func(fr *http2.Framer, id uint32) { fr.WriteData(id, true, []byte("x")) }, "DATA before HEADERS", false},
+		{"HPACK it cannot decode", func(fr *http2.Framer, id uint32) {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, EndHeaders: true})
+		}, "connection lost", true},
+		{"a stream never opened", func(fr *http2.Framer, id uint32) { h2Answer(fr, id+2, "x") }, "never opened", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			goAway := make(chan http2.ErrCode, 4)
+			url, d := rawH2Server(t, func(fr *http2.Framer, conn int) {
+				fr.WriteSettings()
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					switch f := f.(type) {
+					case *http2.GoAwayFrame:
+						goAway <- f.ErrCode
+					case *http2.MetaHeadersFrame:
+						if conn == 1 && f.StreamID == 1 {
+							tc.answer(fr, f.StreamID)
+						} else {
+							h2Answer(fr, f.StreamID, "fine")
+						}
+					}
+				}
+			})
+			tr := &h2Transport{dial: d.dial}
+			defer tr.CloseIdleConnections()
+			ctx := h2Ctx(t)
+			if _, _, err := h2Do(ctx, tr, http.MethodGet, url+"/", nil, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("first request: error %v, want one saying %q", err, tc.want)
+			}
+			if _, body, err := h2Do(ctx, tr, http.MethodGet, url+"/", nil, nil); err != nil || string(body) != "fine" {
+				t.Fatalf("second request: %q, %v; want the answer", body, err)
+			}
+			wantDials := int32(1)
+			if tc.connLost {
+				wantDials = 2
+				select {
+				case code := <-goAway:
+					if code == http2.ErrCodeNo {
+						t.Errorf("GOAWAY %v, want an error code", code)
+					}
+				case <-ctx.Done():
+					t.Error("no GOAWAY for the broken connection")
+				}
+			}
+			if got := d.dials.Load(); got != wantDials {
+				t.Errorf("%d dials, want %d", got, wantDials)
+			}
+		})
+	}
+}
+
 // TestH2ServerSettings checks our SETTINGS and connection window, and that
 // the server's INITIAL_WINDOW_SIZE applies to a stream already open: 0
 // holds its body back, raising it lets the body go.
