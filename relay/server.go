@@ -97,9 +97,13 @@ func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 			return fasthttp.RequestConfig{ReadTimeout: readTimeout}
 		},
-		WriteTimeout:       cfg.Delivery.Timeout + cfg.Limits.ReadTimeout,
-		IdleTimeout:        cfg.Limits.IdleTimeout,
-		ReadBufferSize:     cfg.Limits.MaxHeaderBytes, // also the largest header fasthttp reads
+		WriteTimeout:   cfg.Delivery.Timeout + cfg.Limits.ReadTimeout,
+		IdleTimeout:    cfg.Limits.IdleTimeout,
+		ReadBufferSize: cfg.Limits.MaxHeaderBytes, // also the largest header fasthttp reads
+		// Each connection keeps its write buffer; an answer is a few
+		// hundred bytes (a larger one is written in more calls), so
+		// fasthttp's default of 4 KiB held 3 KiB per connection idle.
+		WriteBufferSize:    1 << 10,
 		MaxRequestBodySize: int(min(cfg.Limits.MaxBodyBytes, math.MaxInt32)),
 		CloseOnShutdown:    true,
 		// Nothing of a request (its path may carry a secret) in an error.
