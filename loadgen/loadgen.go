@@ -1,7 +1,8 @@
 // Package loadgen is pushrelay's load generator: a closed loop of
 // Mattermost-shaped send_push requests against any relay (or push proxy),
 // with the outcome counts, latency percentiles and, for a local process,
-// the CPU per notification and the memory (RSS over the run, peak) it cost.
+// the CPU, the read and write system calls per notification and the memory
+// (RSS over the run, peak) it cost.
 package loadgen
 
 import (
@@ -56,8 +57,8 @@ type Options struct {
 	Mix      Mix
 	// APNsPlatform and FCMPlatform are the platform names sent.
 	APNsPlatform, FCMPlatform string
-	// PID, when not 0, is a local relay process whose CPU time and memory
-	// the report includes: its RSS is sampled every second.
+	// PID, when not 0, is a local relay process whose CPU time, system
+	// calls and memory the report includes: its RSS is sampled every second.
 	PID int
 	// Progress, when not nil, gets a progress line every second.
 	Progress io.Writer
@@ -87,6 +88,9 @@ type Report struct {
 	// CPU, PeakRSS and RSS describe Options.PID (zero without one).
 	CPU     time.Duration
 	PeakRSS int64 // bytes, the process's peak since it started (VmHWM)
+	// Reads and Writes count the process's read and write system calls
+	// over the run (zero when /proc/PID/io cannot be read).
+	Reads, Writes int64
 	// RSS holds the process's resident set size in bytes, sampled every
 	// second of the run and once at its end.
 	RSS []int64
@@ -115,6 +119,10 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "latency    p50 %s, p90 %s, p99 %s, max %s\n", r.P50, r.P90, r.P99, r.Max)
 	if r.CPU > 0 {
 		fmt.Fprintf(w, "relay      %s CPU per notification, peak RSS %.1f MB\n", r.CPUPerNotification(), float64(r.PeakRSS)/(1<<20))
+	}
+	if r.Requests > 0 && r.Reads+r.Writes > 0 {
+		fmt.Fprintf(w, "syscalls   %.2f reads and %.2f writes per notification\n",
+			float64(r.Reads)/float64(r.Requests), float64(r.Writes)/float64(r.Requests))
 	}
 	if len(r.RSS) > 0 {
 		fmt.Fprintf(w, "rss        %s\n", rssSummary(r.RSS))
@@ -210,6 +218,7 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 	var rep Report
 	lat := make([][]time.Duration, opt.Concurrency)
 	cpu0, _ := processCPU(opt.PID)
+	reads0, writes0, ioErr := processSyscalls(opt.PID)
 	start := time.Now()
 	t := newTickets(opt, start)
 	stopWatch := watch(opt.Progress, opt.PID, &t.next, start)
@@ -253,6 +262,9 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 	if cpu1, err := processCPU(opt.PID); err == nil && opt.PID != 0 {
 		rep.CPU = cpu1 - cpu0
 		rep.PeakRSS, _ = peakRSS(opt.PID)
+		if reads1, writes1, err := processSyscalls(opt.PID); err == nil && ioErr == nil {
+			rep.Reads, rep.Writes = reads1-reads0, writes1-writes0
+		}
 	}
 	rep.setLatencies(slices.Concat(lat...))
 	return rep, nil

@@ -93,6 +93,11 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 	if rep.P50 <= 0 || rep.P99 < rep.P50 || rep.Max < rep.P99 || rep.PeakRSS <= 0 || len(rep.RSS) == 0 || rep.RSS[0] <= 0 {
 		t.Errorf("latencies or process figures missing: %+v", rep)
 	}
+	// This process is the server too: it read each request and wrote each
+	// answer.
+	if rep.Reads < 500 || rep.Writes < 500 {
+		t.Errorf("%d reads and %d writes counted, want at least one of each per request", rep.Reads, rep.Writes)
+	}
 
 	rep, err = loadgen.Run(context.Background(), loadgen.Options{URL: srv.URL, Concurrency: 2, Duration: 200 * time.Millisecond, Mix: loadgen.DefaultMix()})
 	if err != nil || rep.Requests == 0 || rep.Requests != seen.Load()-500 || rep.Elapsed > time.Second || rep.RSS != nil {
@@ -100,6 +105,33 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 	}
 	if _, err := loadgen.Run(context.Background(), loadgen.Options{URL: srv.URL, Concurrency: 1}); err == nil {
 		t.Error("a run without bounds was accepted")
+	}
+}
+
+func TestReportPrintsSystemCallsPerNotification(t *testing.T) {
+	tests := []struct {
+		name string
+		rep  loadgen.Report
+		want string // the syscalls line; "" for none
+	}{
+		{"no process", loadgen.Report{Requests: 4}, ""},
+		{"counted", loadgen.Report{Requests: 4, Reads: 10, Writes: 6}, "syscalls   2.50 reads and 1.50 writes per notification"},
+		{"no requests", loadgen.Report{Reads: 10, Writes: 6}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			tc.rep.Print(&out)
+			var got string
+			for line := range strings.Lines(out.String()) {
+				if strings.HasPrefix(line, "syscalls") {
+					got = strings.TrimSuffix(line, "\n")
+				}
+			}
+			if got != tc.want {
+				t.Errorf("syscalls line %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 

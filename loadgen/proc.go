@@ -37,6 +37,35 @@ func processCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
+// processSyscalls returns how many read and write system calls a process
+// has made, from /proc/PID/io (Linux): on a socket, read and write (and
+// their vectored forms), which is what Go's network I/O calls.
+func processSyscalls(pid int) (reads, writes int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	var gotR, gotW bool
+	for line := range strings.Lines(string(b)) {
+		name, v, _ := strings.Cut(strings.TrimSpace(line), ": ")
+		switch name {
+		case "syscr":
+			reads, err = strconv.ParseInt(v, 10, 64)
+			gotR = err == nil
+		case "syscw":
+			writes, err = strconv.ParseInt(v, 10, 64)
+			gotW = err == nil
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/io: %s: %w", pid, name, err)
+		}
+	}
+	if !gotR || !gotW {
+		return 0, 0, fmt.Errorf("/proc/%d/io: no syscr or syscw", pid)
+	}
+	return reads, writes, nil
+}
+
 // peakRSS returns a process's peak resident set size (VmHWM), in bytes.
 func peakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
 

@@ -24,7 +24,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 0, "send this many notifications per second in all, each when due (open loop; latency counts from then); 0: as fast as the senders get answers")
 	n := fs.Int("n", 0, "stop after this many requests")
 	d := fs.Duration("d", 0, "stop after this long (default 10s when -n is not set)")
-	pid := fs.Int("pid", 0, "a local relay process to report CPU per notification and peak RSS for")
+	pid := fs.Int("pid", 0, "a local relay process to report CPU and system calls per notification and peak RSS for")
 	apnsShare := fs.Float64("apns-share", 0.5, "fraction of notifications for iOS (the rest Android)")
 	kinds := fs.String("mix", "8:1:1", "message:clear:id_loaded weights")
 	dead := fs.Float64("dead", 0.05, "fraction of notifications to dead device tokens")
