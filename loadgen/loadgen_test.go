@@ -108,6 +108,18 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 	}
 }
 
+// printedLine returns the line of rep.Print that starts with prefix, or "".
+func printedLine(rep loadgen.Report, prefix string) string {
+	var out strings.Builder
+	rep.Print(&out)
+	for line := range strings.Lines(out.String()) {
+		if strings.HasPrefix(line, prefix) {
+			return strings.TrimSuffix(line, "\n")
+		}
+	}
+	return ""
+}
+
 func TestReportPrintsSystemCallsPerNotification(t *testing.T) {
 	tests := []struct {
 		name string
@@ -120,15 +132,7 @@ func TestReportPrintsSystemCallsPerNotification(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out strings.Builder
-			tc.rep.Print(&out)
-			var got string
-			for line := range strings.Lines(out.String()) {
-				if strings.HasPrefix(line, "syscalls") {
-					got = strings.TrimSuffix(line, "\n")
-				}
-			}
-			if got != tc.want {
+			if got := printedLine(tc.rep, "syscalls"); got != tc.want {
 				t.Errorf("syscalls line %q, want %q", got, tc.want)
 			}
 		})
@@ -150,15 +154,7 @@ func TestReportPrintsTheRSSOverTheRun(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var out strings.Builder
-			loadgen.Report{RSS: tc.samples}.Print(&out)
-			var got string
-			for line := range strings.Lines(out.String()) {
-				if strings.HasPrefix(line, "rss") {
-					got = strings.TrimSuffix(line, "\n")
-				}
-			}
-			if got != tc.want {
+			if got := printedLine(loadgen.Report{RSS: tc.samples}, "rss"); got != tc.want {
 				t.Errorf("rss line %q, want %q", got, tc.want)
 			}
 		})
