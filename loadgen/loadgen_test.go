@@ -369,3 +369,57 @@ func TestBadURLsAreRefusedWithoutTheirSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestServeLookalikes runs the look-alikes' side of the rig in this
+// process: it announces where they listen, takes the rig's controls,
+// refuses malformed ones, and ends when its input closes.
+func TestServeLookalikes(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- loadgen.ServeLookalikes(t.Context(), t.TempDir(), inR, outW) }()
+	var l struct{ Apple, Google, Control string }
+	if err := json.NewDecoder(outR).Decode(&l); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(l.Apple, "https://127.0.0.1:") || !strings.HasPrefix(l.Google, "https://127.0.0.1:") {
+		t.Errorf("announced %+v, want the look-alikes' loopback URLs", l)
+	}
+	call := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, l.Control+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{http.MethodGet, "/delivered", 200, "0"},
+		{http.MethodPost, "/upstream?latency=20ms&faults=0.05", 200, ""},
+		{http.MethodPost, "/upstream?latency=0s&faults=0", 200, ""},
+		{http.MethodPost, "/upstream?latency=soon&faults=0", 400, ""},
+		{http.MethodPost, "/reset", 200, ""},
+		{http.MethodGet, "/upstream", 405, ""},
+	} {
+		status, body := call(tc.method, tc.path)
+		if status != tc.status || (tc.body != "" && body != tc.body) {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, status, body, tc.status, tc.body)
+		}
+	}
+	inW.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServeLookalikes() = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("still serving after its input closed")
+	}
+}

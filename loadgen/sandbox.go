@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,17 +22,19 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/providers/apns"
-	"github.com/pushrelay/pushrelay/providers/sandbox"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
-// Rig is a local measuring rig: APNs and FCM look-alikes, and a relay
-// process configured against them, all on loopback.
+// Rig is a local measuring rig: APNs and FCM look-alikes in a process of
+// their own (see LookalikesEnv), and a relay process configured against
+// them, all on loopback. The load generator runs in the caller's process.
 type Rig struct {
-	apple  *sandbox.APNs
-	google *sandbox.FCM
-	dir    string
-	cmd    *exec.Cmd
+	dir        string
+	lookalikes lookalikes
+	fakes      *exec.Cmd      // the look-alikes' process
+	fakesIn    io.WriteCloser // closing it ends that process
+	fakesErr   bytes.Buffer   // its standard error, for a failed start
+	cmd        *exec.Cmd      // the relay's process
 	// URL is the relay's send_push URL; PID its process; MetricsURL its
 	// metrics listener, which also serves /debug/pprof/ when the rig was
 	// started for profiling.
@@ -40,26 +45,20 @@ type Rig struct {
 
 // StartRig starts the look-alikes (refusing the load generator's dead
 // tokens) and runs `relayBinary serve` against them with the default
-// policy; extraYAML is appended to its configuration. With profiling the
+// policy; extraYAML is appended to its configuration. relayBinary also
+// serves the look-alikes, in a process of their own. With profiling the
 // relay serves /debug/pprof/ (for Profile), as it does not by default.
 func StartRig(relayBinary string, profiling bool, extraYAML string) (*Rig, error) {
-	r := &Rig{apple: sandbox.NewAPNs(), google: sandbox.NewFCM()}
-	r.apple.SetRecording(false)
-	r.google.SetRecording(false)
-	for i := range DeadTokens {
-		r.apple.KillToken(DeadToken(true, i), "Unregistered")
-		r.google.KillToken(DeadToken(false, i), "UNREGISTERED")
-	}
+	r := &Rig{}
 	var err error
 	if r.dir, err = os.MkdirTemp("", "pushrelay-bench-"); err != nil {
+		return nil, err
+	}
+	if err := r.startLookalikes(relayBinary); err != nil {
 		r.Close()
 		return nil, err
 	}
-	creds, err := sandbox.WriteCredentials(r.dir, nil, r.google)
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
+	creds := r.lookalikes.Creds
 	addr, err := freeAddr()
 	if err != nil {
 		r.Close()
@@ -82,8 +81,8 @@ apps:
   - platform: android_rn
     fcm: {service_account_file: %q, endpoint: %q}
 %s
-`, addr, metricsAddr, profiling, filepath.Join(r.dir, "spool"), creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, r.apple.URL(),
-		creds.ServiceAccountFile, r.google.URL(), extraYAML)
+`, addr, metricsAddr, profiling, filepath.Join(r.dir, "spool"), creds.CAFile, creds.APNsKeyFile, creds.KeyID, creds.TeamID, r.lookalikes.Apple,
+		creds.ServiceAccountFile, r.lookalikes.Google, extraYAML)
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		r.Close()
 		return nil, err
@@ -105,23 +104,78 @@ apps:
 	return nil, fmt.Errorf("the relay did not listen on %s within 15s (try: %s check --config %s)", addr, relayBinary, config)
 }
 
+// startLookalikes starts the look-alikes' process and reads where they
+// listen.
+func (r *Rig) startLookalikes(binary string) error {
+	r.fakes = exec.Command(binary)
+	r.fakes.Env = append(os.Environ(), LookalikesEnv+"="+filepath.Join(r.dir, "credentials"))
+	r.fakes.Stderr = &r.fakesErr
+	in, err := r.fakes.StdinPipe()
+	if err != nil {
+		return err
+	}
+	out, err := r.fakes.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	r.fakesIn = in
+	if err := r.fakes.Start(); err != nil {
+		return fmt.Errorf("start the look-alikes: %w", err)
+	}
+	if r.lookalikes, err = readLookalikes(out); err != nil {
+		r.fakes.Process.Kill()
+		r.fakes.Wait()
+		return fmt.Errorf("%w %s", err, strings.TrimSpace(r.fakesErr.String()))
+	}
+	return nil
+}
+
 // Close stops the relay and the look-alikes and removes the rig's files.
 func (r *Rig) Close() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		r.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { r.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			r.cmd.Process.Kill()
-		}
-	}
-	r.apple.Close()
-	r.google.Close()
+	stop(r.cmd, func(p *os.Process) { p.Signal(os.Interrupt) })
+	stop(r.fakes, func(*os.Process) { r.fakesIn.Close() })
 	if r.dir != "" {
 		os.RemoveAll(r.dir)
 	}
+}
+
+// stop asks a started process to end and waits for it, at most 10
+// seconds before killing it.
+func stop(cmd *exec.Cmd, ask func(*os.Process)) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	ask(cmd.Process)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// control makes a request to the look-alikes' control listener and
+// returns its answer's body.
+func (r *Rig) control(ctx context.Context, method, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, r.lookalikes.Control+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("look-alikes %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err != nil {
+		return "", fmt.Errorf("look-alikes %s %s: %w", method, path, err)
+	}
+	return string(body), nil
 }
 
 // SetUpstream makes both look-alikes answer every push latency late and
@@ -132,34 +186,35 @@ func (r *Rig) SetUpstream(latency time.Duration, faults float64) error {
 	if latency < 0 || faults < 0 || faults >= 1 {
 		return fmt.Errorf("loadgen: upstream latency %v and fault rate %v: want a latency of 0 or more and a rate from 0 to below 1", latency, faults)
 	}
-	f := sandbox.Fault{Delay: latency}
-	if faults > 0 {
-		f.Status, f.Rate = http.StatusServiceUnavailable, faults
-	}
-	for _, s := range []interface {
-		Fail(sandbox.Fault)
-		Recover()
-	}{r.apple, r.google} {
-		if f == (sandbox.Fault{}) {
-			s.Recover()
-		} else {
-			s.Fail(f)
-		}
-	}
-	return nil
+	q := url.Values{"latency": {latency.String()}, "faults": {strconv.FormatFloat(faults, 'g', -1, 64)}}
+	_, err := r.control(context.Background(), http.MethodPost, "/upstream?"+q.Encode())
+	return err
 }
 
 // Delivered returns how many pushes the look-alikes answered 200 since the
 // rig started or, once Direct ran, since its end: what the relay delivered.
-func (r *Rig) Delivered() int64 { return int64(r.apple.Delivered() + r.google.Delivered()) }
+func (r *Rig) Delivered(ctx context.Context) (int64, error) {
+	body, err := r.control(ctx, http.MethodGet, "/delivered")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(body, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("look-alikes GET /delivered: %q is not a count", body)
+	}
+	return n, nil
+}
 
 // Direct measures the ceiling of the rig: a bare HTTP/2 client posting
 // APNs payloads straight to the APNs look-alike, with the same
 // concurrency, rate and bounds as opt, no relay in between. Its pushes are not
 // counted in Delivered.
 func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
-	defer r.apple.Reset()
-	client := r.apple.Client()
+	client, err := directClient(r.lookalikes.Creds.CAFile)
+	if err != nil {
+		return Report{}, err
+	}
+	defer client.CloseIdleConnections()
 	bodies := make([][]byte, 256)
 	tokens := make([]string, len(bodies))
 	for i := range bodies {
@@ -185,7 +240,7 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 					break
 				}
 				k := int(i) % len(bodies)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.apple.URL()+"/3/device/"+tokens[k], bytes.NewReader(bodies[k]))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.lookalikes.Apple+"/3/device/"+tokens[k], bytes.NewReader(bodies[k]))
 				req.Header.Set("apns-topic", "com.mattermost.rn")
 				req.Header.Set("apns-push-type", "alert")
 				resp, err := client.Do(req)
@@ -211,7 +266,26 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 	rep := Report{Elapsed: t.elapsed(start), HTTPErrors: refused.Load(), TransportErrors: failed.Load()}
 	rep.OK = int64(len(all)) - rep.HTTPErrors
 	rep.setLatencies(all)
+	// What the relay delivers is counted from here.
+	if _, err := r.control(context.WithoutCancel(ctx), http.MethodPost, "/reset"); err != nil {
+		return Report{}, err
+	}
 	return rep, nil
+}
+
+// directClient is the direct run's client: net/http's, speaking HTTP/2 to
+// servers whose certificate is in caFile, as a client of an httptest
+// server does.
+func directClient(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no certificate", caFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}, nil
 }
 
 // SpoolMessages returns how many notifications the relay keeps for

@@ -35,7 +35,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("relay-profile", "", "with --sandbox: write the relay's CPU profile over the relay run to this file (go tool pprof)")
 	latency := fs.Duration("upstream-latency", 0, "with --sandbox: the APNs/FCM look-alikes answer every push this late (e.g. 20ms)")
 	faults := fs.Float64("faults", 0, "with --sandbox: fraction of pushes the look-alikes refuse, at random, with a retryable 503 (e.g. 0.05)")
-	selfProfile := fs.String("cpuprofile", "", "write this process's CPU profile (load generator and look-alikes) to this file")
+	selfProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the load generator's) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -137,7 +137,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if drained != nil {
 		fmt.Fprintf(stdout, "spool      %v\n", drained)
 	}
-	fmt.Fprintf(stdout, "delivery   %s\n", loadgen.Accounting{Accepted: rep.LiveOK, Delivered: rig.Delivered()})
+	delivered, err := rig.Delivered(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "delivery   %s\n", loadgen.Accounting{Accepted: rep.LiveOK, Delivered: delivered})
 	if direct.Throughput() > 0 {
 		fmt.Fprintf(stdout, "\nrelay/direct throughput ratio %.2f, p99 ratio %.2f\n", rep.Throughput()/direct.Throughput(),
 			float64(rep.P99)/float64(max(direct.P99, 1)))

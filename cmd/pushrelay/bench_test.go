@@ -51,8 +51,8 @@ func TestBenchRigAccountsForEveryNotification(t *testing.T) {
 	if err != nil || direct.Requests != 200 || direct.HTTPErrors == 0 || direct.OK+direct.HTTPErrors != 200 {
 		t.Fatalf("direct: %+v, %v; want 200 requests, some refused", direct, err)
 	}
-	if got := rig.Delivered(); got != 0 {
-		t.Fatalf("Delivered() = %d after Direct, want 0", got)
+	if got, err := rig.Delivered(ctx); got != 0 || err != nil {
+		t.Fatalf("Delivered() = %d, %v after Direct, want 0", got, err)
 	}
 
 	opt.URL, opt.PID = rig.URL, rig.PID
@@ -63,7 +63,11 @@ func TestBenchRigAccountsForEveryNotification(t *testing.T) {
 	if err := rig.Drain(ctx, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
-	acc := loadgen.Accounting{Accepted: rep.LiveOK, Delivered: rig.Delivered()}
+	delivered, err := rig.Delivered(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := loadgen.Accounting{Accepted: rep.LiveOK, Delivered: delivered}
 	if acc.Lost() != 0 || acc.Duplicates() != 0 {
 		t.Errorf("%s", acc)
 	}

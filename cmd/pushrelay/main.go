@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/demo"
+	"github.com/pushrelay/pushrelay/loadgen"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
@@ -55,6 +56,14 @@ Usage:
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if dir := os.Getenv(loadgen.LookalikesEnv); dir != "" {
+		// Started by `bench --sandbox` to serve its look-alikes.
+		if err := loadgen.ServeLookalikes(ctx, dir, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "pushrelay: look-alikes: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
