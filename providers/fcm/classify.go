@@ -139,10 +139,49 @@ func classify(status int, retryAfter string, body []byte, host, token string) pr
 // isFCMAnswer reports whether body is FCM's answer to a send it took:
 // {"name": "projects/<project>/messages/<id>"}.
 func isFCMAnswer(body []byte) bool {
+	if name, ok := plainName(body); ok {
+		return name
+	}
 	var a struct {
 		Name string `json:"name"`
 	}
 	return jsonv2.Unmarshal(body, &a) == nil && a.Name != ""
+}
+
+// plainName reads the answer FCM gives every delivered push, an object
+// whose one member is "name" with a string of printable ASCII, without
+// the decoder, which took 2% of the relay's CPU. It reports whether the
+// name is non-empty, and ok false for any other body, which the decoder
+// then reads.
+func plainName(body []byte) (nonEmpty, ok bool) {
+	rest := body
+	for _, token := range []string{`{`, `"name"`, `:`, `"`} {
+		if rest, ok = bytes.CutPrefix(skipSpace(rest), []byte(token)); !ok {
+			return false, false
+		}
+	}
+	end := 0
+	for ; end < len(rest) && rest[end] != '"'; end++ {
+		if c := rest[end]; c < 0x20 || c > 0x7e || c == '\\' {
+			return false, false // escapes, control or non-ASCII bytes: the decoder's job
+		}
+	}
+	if end == len(rest) {
+		return false, false
+	}
+	tail, ok := bytes.CutPrefix(skipSpace(rest[end+1:]), []byte(`}`))
+	if !ok || len(skipSpace(tail)) > 0 {
+		return false, false
+	}
+	return end > 0, true
+}
+
+// skipSpace drops leading JSON whitespace.
+func skipSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	return b
 }
 
 // googleError is the part of Google's error answer the provider reads:

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/pushrelay/pushrelay/providers"
 	"github.com/pushrelay/pushrelay/providers/egress"
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -246,6 +248,56 @@ func TestClassifyBoundsQuotes(t *testing.T) {
 		r := classify(500, "", []byte(body), "h", "")
 		if msg := r.Err.Error(); len(msg) > maxQuote+40 || strings.Contains(msg, "\n") {
 			t.Errorf("Err is %d bytes: %.80q...", len(msg), msg)
+		}
+	}
+}
+
+// TestPlainName holds the decoder-free reading of FCM's answer to what the
+// decoder says, and to its own limits: anything but the plain shape goes
+// to the decoder.
+func TestPlainName(t *testing.T) {
+	for _, tc := range []struct {
+		body         string
+		nonEmpty, ok bool
+	}{
+		{`{"name":"projects/p/messages/0:1500415314455276%31bd1c9631bd1c96"}`, true, true},
+		{"{\n  \"name\": \"projects/p/messages/1\"\n}\n", true, true},
+		{` { "name" : "x" } `, true, true},
+		{`{"name":""}`, false, true},
+		{`{"name":"a\"b"}`, false, false},
+		{`{"name":"a\u0041"}`, false, false},
+		{`{"name":"é"}`, false, false},
+		{"{\"name\":\"a\tb\"}", false, false},
+		{`{"name":"a","name":"b"}`, false, false},
+		{`{"x":1,"name":"a"}`, false, false},
+		{`{"Name":"a"}`, false, false},
+		{`{"name":"a"}x`, false, false},
+		{`{"name":"a"`, false, false},
+		{`{"name":"a`, false, false},
+		{`{"name":1}`, false, false},
+		{`["name"]`, false, false},
+		{``, false, false},
+	} {
+		nonEmpty, ok := plainName([]byte(tc.body))
+		if nonEmpty != tc.nonEmpty || ok != tc.ok {
+			t.Errorf("plainName(%q) = %v, %v; want %v, %v", tc.body, nonEmpty, ok, tc.nonEmpty, tc.ok)
+		}
+		var a struct {
+			Name string `json:"name"`
+		}
+		decoded := jsonv2.Unmarshal([]byte(tc.body), &a) == nil && a.Name != ""
+		if got := isFCMAnswer([]byte(tc.body)); got != decoded {
+			t.Errorf("isFCMAnswer(%q) = %v; the decoder says %v", tc.body, got, decoded)
+		}
+	}
+}
+
+func BenchmarkIsFCMAnswer(b *testing.B) {
+	body := []byte(`{"name":"projects/p/messages/0:1500415314455276%31bd1c9631bd1c96"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !isFCMAnswer(body) {
+			b.Fatal("not an answer")
 		}
 	}
 }
