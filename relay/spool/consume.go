@@ -209,6 +209,19 @@ func (s *Spool) handle(w *worker, m jetstream.Msg) {
 	defer func() { <-w.sem }()
 	h := s.handlers.Load()
 
+	// Every spooled entry is first fetched early, as soon as it is put:
+	// hand it back unread when its headers show it is not due and can
+	// still be delivered in time. (Entries put without an accepted time
+	// are read first, as below.)
+	if nb, ok := headerTime(m, hdrNotBefore); ok && time.Now().Before(nb) {
+		if at, ok := headerTime(m, hdrAccepted); ok && nb.Before(at.Add(s.cfg.MaxAge)) {
+			if err := m.NakWithDelay(time.Until(nb)); err != nil {
+				s.log.Warn("spool: handing back failed", "app", w.app, "error", err.Error())
+			}
+			return
+		}
+	}
+
 	md, err := m.Metadata()
 	if err != nil {
 		s.log.Error("spool: entry without metadata", "app", w.app, "error", err.Error())
@@ -231,7 +244,7 @@ func (s *Spool) handle(w *worker, m jetstream.Msg) {
 		s.expire(w, m, e, h, token)
 		return
 	}
-	nb, hasNB := notBefore(m)
+	nb, hasNB := headerTime(m, hdrNotBefore)
 	if hasNB && now.Before(nb) {
 		if !nb.Before(deadline) {
 			s.expire(w, m, e, h, token)
@@ -314,9 +327,9 @@ func (s *Spool) ack(m jetstream.Msg) error {
 	return m.DoubleAck(ctx)
 }
 
-// notBefore reads the due time Put recorded, if any.
-func notBefore(m jetstream.Msg) (time.Time, bool) {
-	v := m.Headers().Get(hdrNotBefore)
+// headerTime reads a time Put recorded in header key, if any.
+func headerTime(m jetstream.Msg, key string) (time.Time, bool) {
+	v := m.Headers().Get(key)
 	if v == "" {
 		return time.Time{}, false
 	}

@@ -60,6 +60,9 @@ const (
 	// hdrNotBefore carries the time (Unix nanoseconds) before which an entry
 	// must not be delivered.
 	hdrNotBefore = "Pushrelay-Not-Before"
+	// hdrAccepted carries Entry.Accepted (Unix nanoseconds), so that an
+	// entry not due yet can be handed back without reading it.
+	hdrAccepted = "Pushrelay-Accepted"
 )
 
 // ErrFull is returned (wrapped) by Put when max_messages/max_bytes is
@@ -313,6 +316,7 @@ func (s *Spool) Put(ctx context.Context, e Entry, notBefore time.Duration) error
 	msg.Data = data
 	if notBefore > 0 {
 		msg.Header.Set(hdrNotBefore, strconv.FormatInt(now.Add(notBefore).UnixNano(), 10))
+		msg.Header.Set(hdrAccepted, strconv.FormatInt(e.Accepted.UnixNano(), 10))
 	}
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(StreamName)}
 	if e.Notification.AckID != "" {

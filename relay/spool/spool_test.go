@@ -5,10 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 func TestPutThenConsumeDelivers(t *testing.T) {
@@ -152,6 +155,38 @@ func TestNotBefore(t *testing.T) {
 	}
 }
 
+// TestNotDueUnread checks that an entry not due yet goes back without being
+// read: an unreadable one is dropped only once it is due.
+func TestNotDueUnread(t *testing.T) {
+	s := openT(t, testConfig(t), fastBackoff)
+	const due = 400 * time.Millisecond
+	now := time.Now()
+	msg := nats.NewMsg(subject("app"))
+	msg.Data = []byte("not an entry")
+	msg.Header.Set(hdrNotBefore, strconv.FormatInt(now.Add(due).UnixNano(), 10))
+	msg.Header.Set(hdrAccepted, strconv.FormatInt(now.UnixNano(), 10))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder(nil)
+	if err := s.Consume([]string{"app"}, r.deliver, r.onExpired); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(due / 2)
+	if n, _, err := s.Stats(ctx); err != nil || n != 1 {
+		t.Fatalf("before it is due: %d entries (%v), want the unreadable one still there", n, err)
+	}
+	waitEmpty(t, s, 5*time.Second)
+	if waited := time.Since(now); waited < due {
+		t.Errorf("dropped %s after it was put, before it was due (%s)", waited, due)
+	}
+	if calls, expired := r.snapshot(); len(calls)+len(expired) > 0 {
+		t.Errorf("deliver called %d times, onExpired %d: want neither for an unreadable entry", len(calls), len(expired))
+	}
+}
+
 func TestDedup(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -212,6 +247,7 @@ func TestExpiry(t *testing.T) {
 	}{
 		{name: "already too old", accepted: 2 * maxAge},
 		{name: "due only after its deadline", notBefore: 2 * maxAge},
+		{name: "too old, and not due yet", accepted: 2 * maxAge, notBefore: maxAge / 3},
 		{name: "retry-after past the deadline", answer: func(context.Context, Entry, int) Verdict {
 			return Verdict{RetryAfter: time.Hour}
 		}, wantCalls: true},
