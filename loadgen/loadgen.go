@@ -195,8 +195,18 @@ func numbered(body []byte, run, n int64) []byte {
 	}
 	at += len(field)
 	out := bytes.Clone(body)
-	copy(out[at:at+23], fmt.Sprintf("%011d%012d", run%1e11, n%1e12))
+	putDigits(out[at:at+11], run%1e11)
+	putDigits(out[at+11:at+23], n%1e12)
 	return out
+}
+
+// putDigits writes v in decimal over all of dst, zero-padded on the left
+// (without fmt: the load generator shares the machine it measures).
+func putDigits(dst []byte, v int64) {
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
 }
 
 // Run drives the load and measures it. At the end of the run's duration,
