@@ -246,6 +246,10 @@ type h2Conn struct {
 	lowerNames map[string]string // request header names, lower-cased
 
 	// Reader goroutine only.
+	br          *bufio.Reader     // what fr reads from: HEADERS and CONTINUATION payloads are read here
+	hdec        *hpack.Decoder    // response header blocks, emitting into blk
+	blk         h2HeaderBlock     // the header block being read
+	frag        []byte            // room for a HEADERS or CONTINUATION payload
 	canonNames  map[string]string // response header names, canonical
 	recvWindow  int64             // what the server may still send
 	recvUnacked int64             // received and not yet credited back
@@ -326,9 +330,10 @@ func (t *h2Transport) newConn(authority string, nc net.Conn) (*h2Conn, error) {
 		cs := s.ConnectionState()
 		c.tls = &cs
 	}
-	c.fr = http2.NewFramer(&c.wbuf, bufio.NewReaderSize(nc, 16<<10))
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = h2MaxHeaderBytes
+	c.br = bufio.NewReaderSize(nc, 16<<10)
+	c.fr = http2.NewFramer(&c.wbuf, c.br)
+	c.hdec = hpack.NewDecoder(4096, c.onField)
+	c.hdec.SetMaxStringLength(h2MaxHeaderBytes)
 	c.fr.SetMaxReadFrameSize(16384) // the default: we send no SETTINGS_MAX_FRAME_SIZE
 	c.fr.SetReuseFrames()           // DATA is copied out before the next read
 	c.henc = hpack.NewEncoder(&c.hbuf)
@@ -790,8 +795,7 @@ func (c *h2Conn) response(req *http.Request, st *h2Stream) *http.Response {
 // fails, then fails every stream left.
 func (c *h2Conn) readLoop() {
 	for {
-		f, err := c.fr.ReadFrame()
-		c.lastRead.Store(int64(time.Since(c.start)))
+		err := c.readFrame()
 		if se, ok := err.(http2.StreamError); ok {
 			// Malformed response headers: that stream fails, the
 			// connection (and its HPACK state) is fine.
@@ -803,14 +807,29 @@ func (c *h2Conn) readLoop() {
 			}
 			continue
 		}
-		if err == nil {
-			err = c.handle(f)
-		}
 		if err != nil {
 			c.fail(err)
 			return
 		}
 	}
+}
+
+// readFrame reads and handles one frame. An error is the connection's,
+// but for an http2.StreamError.
+func (c *h2Conn) readFrame() error {
+	fh, err := c.fr.ReadFrameHeader()
+	c.lastRead.Store(int64(time.Since(c.start)))
+	if err != nil {
+		return err
+	}
+	if fh.Type == http2.FrameHeaders || fh.Type == http2.FrameContinuation {
+		return c.onHeaderFrame(fh)
+	}
+	f, err := c.fr.ReadFrameForHeader(fh)
+	if err != nil {
+		return err
+	}
+	return c.handle(f)
 }
 
 // fail closes c after a read or protocol error, telling the server why
@@ -832,8 +851,6 @@ func (c *h2Conn) fail(err error) {
 // handle handles one frame. An error is the connection's.
 func (c *h2Conn) handle(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return c.onHeaders(f)
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.RSTStreamFrame:
@@ -863,39 +880,40 @@ func (c *h2Conn) stream(id uint32) (*h2Stream, error) {
 	return c.streams[id], nil
 }
 
-func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
-	st, err := c.stream(f.StreamID)
+// onHeaders handles header block b, well-formed.
+func (c *h2Conn) onHeaders(b *h2HeaderBlock) error {
+	st, err := c.stream(b.streamID)
 	if st == nil {
 		return err // nil: an answer to a canceled request, dropped
 	}
 	if st.gotHeader { // trailers: accepted and ignored
-		if !f.StreamEnded() {
+		if !b.endStream {
 			c.reset(st, http2.ErrCodeProtocol, c.errorf("malformed response: trailers without END_STREAM"))
 			return nil
 		}
 		c.finish(st, nil)
 		return nil
 	}
-	if f.Truncated {
+	if b.truncated {
 		c.reset(st, http2.ErrCodeCancel, c.errorf("response header larger than %d bytes", h2MaxHeaderBytes))
 		return nil
 	}
-	status := f.PseudoValue("status")
+	status := b.status()
 	code, err := strconv.Atoi(status)
 	if len(status) != 3 || err != nil || code < 100 {
 		c.reset(st, http2.ErrCodeProtocol, c.errorf("malformed response: :status %q", status))
 		return nil
 	}
 	if code < 200 {
-		if f.StreamEnded() {
+		if b.endStream {
 			c.reset(st, http2.ErrCodeProtocol, c.errorf("malformed response: END_STREAM on %d", code))
 		}
 		return nil // informational: the final answer follows
 	}
 	st.gotHeader = true
 	st.status = code
-	st.header = c.header(f.RegularFields())
-	if f.StreamEnded() {
+	st.header = c.header(b.fields[b.nPseudo:])
+	if b.endStream {
 		c.finish(st, nil)
 		return nil
 	}
@@ -921,10 +939,15 @@ func (c *h2Conn) header(fields []hpack.HeaderField) http.Header {
 			}
 		}
 		vals[i] = f.Value
-		if old, ok := h[k]; ok {
-			h[k] = append(old, f.Value)
-		} else {
+		switch old, ok := h[k]; {
+		case !ok:
 			h[k] = vals[i : i+1 : i+1]
+		case &old[0] == &vals[i-len(old)]:
+			// Its values so far are the fields just before (vary,
+			// vary): one more in vals.
+			h[k] = vals[i-len(old) : i+1 : i+1]
+		default:
+			h[k] = append(old, f.Value)
 		}
 	}
 	return h
