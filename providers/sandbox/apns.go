@@ -187,10 +187,9 @@ type apnsError struct {
 func (s *APNs) serve(w http.ResponseWriter, r *http.Request) {
 	token, isPush := strings.CutPrefix(r.URL.Path, "/3/device/")
 	rec := &APNsRequest{
-		Token:  token,
-		Header: r.Header.Clone(),
-		Body:   readBody(r),
-		Proto:  r.Proto,
+		Token: token,
+		Body:  readBody(r),
+		Proto: r.Proto,
 	}
 	hasCert := r.TLS != nil && len(r.TLS.PeerCertificates) > 0
 	if hasCert {
@@ -198,6 +197,9 @@ func (s *APNs) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	if !s.noRecord {
+		// Only a kept request needs its own copy of the header; the
+		// validation reads r's.
+		rec.Header = r.Header.Clone()
 		s.reqs = append(s.reqs, rec)
 	}
 	f, faulty := s.fault.take()
@@ -214,21 +216,28 @@ func (s *APNs) serve(w http.ResponseWriter, r *http.Request) {
 			if reason == "" {
 				reason = apnsReasonFor(f.Status)
 			}
-			s.refuse(w, rec, apnsError{status: f.Status, reason: reason, at: time.Now()})
+			s.refuse(w, r, rec, apnsError{status: f.Status, reason: reason, at: time.Now()})
 			return
 		}
 	}
 	if e := s.check(r, rec, isPush, hasCert); e != nil {
-		s.refuse(w, rec, *e)
+		s.refuse(w, r, rec, *e)
 		return
 	}
-	id := r.Header.Get("apns-id")
+	setAPNsID(w, r)
+	s.finish(rec, http.StatusOK)
+	w.WriteHeader(http.StatusOK)
+}
+
+// setAPNsID answers the request's apns-id, or a new one.
+func setAPNsID(w http.ResponseWriter, r *http.Request) {
+	// Header names in their canonical form: the lookups then need not
+	// canonicalize (allocate) them.
+	id := r.Header.Get("Apns-Id")
 	if id == "" {
 		id = newUUID()
 	}
-	w.Header().Set("apns-id", id)
-	s.finish(rec, http.StatusOK)
-	w.WriteHeader(http.StatusOK)
+	w.Header().Set("Apns-Id", id)
 }
 
 // check validates a request the way Apple does, in roughly Apple's order.
@@ -243,20 +252,22 @@ func (s *APNs) check(r *http.Request, rec *APNsRequest, isPush, hasCert bool) *a
 		return bad(http.StatusMethodNotAllowed, "MethodNotAllowed")
 	}
 	if !hasCert {
-		if reason := s.checkProviderToken(r.Header.Get("authorization")); reason != "" {
+		if reason := s.checkProviderToken(r.Header.Get("Authorization")); reason != "" {
 			return bad(http.StatusForbidden, reason)
 		}
 	}
 	for k, v := range r.Header {
-		if strings.HasPrefix(strings.ToLower(k), "apns-") && len(v) > 1 {
+		// EqualFold on 5 bytes is true only for 5 ASCII characters: the
+		// same test as HasPrefix(ToLower(k), "apns-"), without a copy of k.
+		if len(v) > 1 && len(k) >= 5 && strings.EqualFold(k[:5], "apns-") {
 			return bad(http.StatusBadRequest, "DuplicateHeaders")
 		}
 	}
-	topic := r.Header.Get("apns-topic")
+	topic := r.Header.Get("Apns-Topic")
 	if topic == "" && strings.HasPrefix(rec.ClientCert, apnsCertPrefix) {
 		topic = strings.TrimPrefix(rec.ClientCert, apnsCertPrefix)
 	}
-	pushType := r.Header.Get("apns-push-type")
+	pushType := r.Header.Get("Apns-Push-Type")
 	if e := checkAPNsHeaders(r.Header, topic, pushType); e != "" {
 		return bad(http.StatusBadRequest, e)
 	}
@@ -336,18 +347,18 @@ func checkAPNsHeaders(h http.Header, topic, pushType string) string {
 	case pushType == "voip" && !strings.HasSuffix(topic, ".voip"):
 		return "BadTopic"
 	}
-	if p := h.Get("apns-priority"); p != "" && p != "10" && p != "5" && p != "1" {
+	if p := h.Get("Apns-Priority"); p != "" && p != "10" && p != "5" && p != "1" {
 		return "BadPriority"
 	}
-	if e := h.Get("apns-expiration"); e != "" {
+	if e := h.Get("Apns-Expiration"); e != "" {
 		if n, err := strconv.ParseInt(e, 10, 64); err != nil || n < 0 {
 			return "BadExpirationDate"
 		}
 	}
-	if id := h.Get("apns-id"); id != "" && !apnsIDPattern.MatchString(id) {
+	if id := h.Get("Apns-Id"); id != "" && !apnsIDPattern.MatchString(id) {
 		return "BadMessageId"
 	}
-	if len(h.Get("apns-collapse-id")) > 64 {
+	if len(h.Get("Apns-Collapse-Id")) > 64 {
 		return "BadCollapseId"
 	}
 	return ""
@@ -359,18 +370,50 @@ func checkAPNsPayload(body []byte) string {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "PayloadEmpty"
 	}
-	// One pass, without building maps: the look-alike runs beside the
-	// relay under load.
-	var payload struct {
-		APS jsontext.Value `json:"aps"`
+	// The look-alike runs beside the relay under load: walk the tokens
+	// rather than unmarshal (reflection, and a stack to grow in every
+	// handler's goroutine). The walk takes only the usual shape, a JSON
+	// object; json.Unmarshal settles the rest, as before.
+	apsIsObject, ok := scanAPNsPayload(body)
+	if !ok {
+		var payload struct {
+			APS jsontext.Value `json:"aps"`
+		}
+		if err := json.Unmarshal(body, &payload); err != nil {
+			return "BadPayload"
+		}
+		apsIsObject = payload.APS.Kind() == '{'
 	}
-	if err := json.Unmarshal(body, &payload); err != nil {
-		return "BadPayload"
-	}
-	if payload.APS.Kind() != '{' {
+	if !apsIsObject {
 		return "PayloadEmpty"
 	}
 	return ""
+}
+
+// scanAPNsPayload reports whether body, a JSON object that json.Unmarshal
+// takes, has an "aps" member that is an object. ok is false when body is
+// anything else: invalid, or valid but not an object.
+func scanAPNsPayload(body []byte) (apsIsObject, ok bool) {
+	d := getBodyDecoder(body)
+	defer putBodyDecoder(d)
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return false, false
+	}
+	for {
+		name, err := d.readName()
+		switch {
+		case err != nil:
+			return false, false
+		case name == nil:
+			return apsIsObject, d.end()
+		case isName(name, "aps"):
+			// The decoder refuses a second "aps", as json.Unmarshal does.
+			apsIsObject = d.dec.PeekKind() == '{'
+		}
+		if d.dec.SkipValue() != nil {
+			return false, false
+		}
+	}
 }
 
 // apnsReasonFor is the reason Apple gives with status.
@@ -398,18 +441,15 @@ func apnsReasonFor(status int) string {
 
 // refuse answers e in Apple's format: {"reason": ...}, plus "timestamp" for
 // 410.
-func (s *APNs) refuse(w http.ResponseWriter, rec *APNsRequest, e apnsError) {
-	body := map[string]any{"reason": e.reason}
+func (s *APNs) refuse(w http.ResponseWriter, r *http.Request, rec *APNsRequest, e apnsError) {
+	body := appendJSONString(append(make([]byte, 0, 64), `{"reason":`...), e.reason)
 	if e.status == http.StatusGone {
-		body["timestamp"] = e.at.UnixMilli()
+		body = strconv.AppendInt(append(body, `,"timestamp":`...), e.at.UnixMilli(), 10)
 	}
-	id := rec.Header.Get("apns-id")
-	if id == "" {
-		id = newUUID()
-	}
-	w.Header().Set("apns-id", id)
+	body = append(body, '}')
+	setAPNsID(w, r)
 	s.finish(rec, e.status)
-	writeJSON(w, e.status, body)
+	writeJSONBody(w, e.status, body)
 }
 
 // finish records the status answered to rec.

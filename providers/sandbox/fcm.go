@@ -3,8 +3,11 @@ package sandbox
 import (
 	"bytes"
 	"crypto/rsa"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -80,11 +83,30 @@ func NewFCM() *FCM {
 		dead:   map[string]string{},
 		keys:   map[string]*rsa.PublicKey{},
 	}
+	s.srv = startServer(s.route(s.newMux()), []string{"h2", "http/1.1"})
+	return s
+}
+
+// newMux routes the look-alike's requests: the token endpoint, and sends.
+func (s *FCM) newMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/token", s.serveToken)
 	mux.HandleFunc("/", s.serveSend)
-	s.srv = startServer(mux, []string{"h2", "http/1.1"})
-	return s
+	return mux
+}
+
+// route serves sends directly and leaves the other requests to mux.
+func (s *FCM) route(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		// mux would route a send path to serveSend too, unless it redirects
+		// it to its clean form, which only a project "." or ".." needs:
+		// spare its work (and a stack to grow) on every send.
+		if project, ok := parseSendPath(r.URL.Path); ok && project != "." && project != ".." {
+			s.serveSend(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}
 }
 
 // URL returns the base URL, "https://127.0.0.1:PORT". Sends are
@@ -276,7 +298,7 @@ func (s *FCM) checkAssertion(assertion string) (scope, problem string) {
 	return str(t.claims, "scope"), ""
 }
 
-// fcmBody is the part of a send the sandbox looks at.
+// fcmBody is the part of a send the sandbox looks at, for json.Unmarshal.
 type fcmBody struct {
 	ValidateOnly bool `json:"validate_only"`
 	Message      *struct {
@@ -285,17 +307,159 @@ type fcmBody struct {
 	} `json:"message"`
 }
 
+// fcmSend is what check needs of a send's body.
+type fcmSend struct {
+	validateOnly bool
+	token        string // message.token
+	badData      string // a message.data member whose value is not a string
+	hasBadData   bool
+}
+
+// parseFCMBody reads a send's body, or returns json.Unmarshal's error.
+func parseFCMBody(body []byte) (fcmSend, error) {
+	// The look-alike runs beside the relay under load: walk the tokens
+	// rather than unmarshal (reflection, maps, and a stack to grow in every
+	// handler's goroutine). The walk takes only the usual shape; invalid
+	// JSON and unusual shapes go to json.Unmarshal, whose error the answer
+	// quotes.
+	if f, ok := scanFCMBody(body); ok {
+		return f, nil
+	}
+	var b fcmBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		return fcmSend{}, err
+	}
+	var f fcmSend
+	f.validateOnly = b.ValidateOnly
+	if b.Message != nil {
+		f.token = b.Message.Token
+		for k, v := range b.Message.Data {
+			if v.Kind() != '"' {
+				f.badData, f.hasBadData = k, true
+				break
+			}
+		}
+	}
+	return f, nil
+}
+
+// scanFCMBody reads body as json.Unmarshal reads it into an fcmBody. ok is
+// false when it is invalid or has a shape the walk leaves to json.Unmarshal:
+// not an object, or a member fcmBody has that is of another type.
+func scanFCMBody(body []byte) (f fcmSend, ok bool) {
+	d := getBodyDecoder(body)
+	defer putBodyDecoder(d)
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return f, false
+	}
+	// The decoder refuses duplicate names at every level, as json.Unmarshal
+	// does: each member is read once at most.
+	for {
+		name, err := d.readName()
+		switch {
+		case err != nil:
+			return f, false
+		case name == nil:
+			return f, d.end()
+		case isName(name, "validate_only"):
+			tok, err := d.dec.ReadToken()
+			if err != nil || tok.Kind() != 't' && tok.Kind() != 'f' && tok.Kind() != 'n' {
+				return f, false
+			}
+			f.validateOnly = tok.Kind() == 't'
+		case isName(name, "message"):
+			if d.dec.PeekKind() == '{' {
+				if !d.scanFCMMessage(&f) {
+					return f, false
+				}
+				continue
+			}
+			if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != 'n' {
+				return f, false
+			}
+		default:
+			if d.dec.SkipValue() != nil {
+				return f, false
+			}
+		}
+	}
+}
+
+// scanFCMMessage reads the message object into f.
+func (d *bodyDecoder) scanFCMMessage(f *fcmSend) bool {
+	if _, err := d.dec.ReadToken(); err != nil {
+		return false
+	}
+	for {
+		name, err := d.readName()
+		switch {
+		case err != nil:
+			return false
+		case name == nil:
+			return true
+		case isName(name, "token"):
+			v, err := d.dec.ReadValue()
+			if err != nil || v.Kind() != '"' && v.Kind() != 'n' {
+				return false
+			}
+			if v.Kind() == '"' {
+				f.token = unquote(v)
+			}
+		case isName(name, "data"):
+			if d.dec.PeekKind() == '{' {
+				if !d.scanFCMData(f) {
+					return false
+				}
+				continue
+			}
+			if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != 'n' {
+				return false
+			}
+		default:
+			if d.dec.SkipValue() != nil {
+				return false
+			}
+		}
+	}
+}
+
+// scanFCMData reads the data object, noting in f the first member whose
+// value is not a string.
+func (d *bodyDecoder) scanFCMData(f *fcmSend) bool {
+	if _, err := d.dec.ReadToken(); err != nil {
+		return false
+	}
+	for {
+		name, err := d.readName()
+		switch {
+		case err != nil:
+			return false
+		case name == nil:
+			return true
+		case !f.hasBadData:
+			// Peeking at the value ends the validity of name: copy it.
+			d.name = append(d.name[:0], name...)
+			if d.dec.PeekKind() != '"' {
+				f.badData, f.hasBadData = unquote(d.name), true
+			}
+		}
+		if d.dec.SkipValue() != nil {
+			return false
+		}
+	}
+}
+
 // serveSend serves POST /v1/projects/{project}/messages:send.
 func (s *FCM) serveSend(w http.ResponseWriter, r *http.Request) {
 	project, isSend := parseSendPath(r.URL.Path)
-	rec := &FCMRequest{Project: project, Header: r.Header.Clone(), Body: readBody(r), Proto: r.Proto}
-	var body fcmBody
-	jsonErr := json.Unmarshal(rec.Body, &body)
-	if jsonErr == nil && body.Message != nil {
-		rec.Token = body.Message.Token
-	}
+	rec := &FCMRequest{Project: project, Body: readBody(r), Proto: r.Proto}
+	body, jsonErr := parseFCMBody(rec.Body)
+	rec.Token = body.token
 	s.mu.Lock()
 	if !s.noRecord {
+		// Only a kept request needs its own copy of the header; the
+		// validation reads r's.
+		rec.Header = r.Header.Clone()
 		s.reqs = append(s.reqs, rec)
 	}
 	f, faulty := s.fault.take()
@@ -316,12 +480,27 @@ func (s *FCM) serveSend(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, rec, *e)
 		return
 	}
-	name := fmt.Sprintf("projects/%s/messages/0:%d%%%s", project, time.Now().UnixMilli(), randomHex(8))
-	if body.ValidateOnly {
-		name = fmt.Sprintf("projects/%s/messages/fake_message_id", project)
+	name := "projects/" + project + "/messages/fake_message_id"
+	if !body.validateOnly {
+		name = messageName(project)
 	}
-	s.finish(rec, http.StatusOK, !body.ValidateOnly)
-	writeJSON(w, http.StatusOK, map[string]string{"name": name})
+	s.finish(rec, http.StatusOK, !body.validateOnly)
+	out := appendJSONString(append(make([]byte, 0, len(name)+12), `{"name":`...), name)
+	writeJSONBody(w, http.StatusOK, append(out, '}'))
+}
+
+// messageName returns a new message name for project, of FCM's shape:
+// projects/{project}/messages/0:{ms since the epoch}%{16 hex digits}.
+func messageName(project string) string {
+	var buf [128]byte
+	b := append(buf[:0], "projects/"...)
+	b = append(b, project...)
+	b = append(b, "/messages/0:"...)
+	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
+	b = append(b, '%')
+	var id [8]byte
+	binary.BigEndian.PutUint64(id[:], nextID())
+	return string(hex.AppendEncode(b, id[:]))
 }
 
 // parseSendPath returns the project of /v1/projects/{project}/messages:send.
@@ -338,7 +517,7 @@ func parseSendPath(path string) (project string, ok bool) {
 }
 
 // check validates a send: path, method, access token, body, device token.
-func (s *FCM) check(r *http.Request, rec *FCMRequest, isSend bool, body *fcmBody, jsonErr error) *googleError {
+func (s *FCM) check(r *http.Request, rec *FCMRequest, isSend bool, body *fcmSend, jsonErr error) *googleError {
 	switch {
 	case !isSend:
 		return &googleError{http.StatusNotFound, "NOT_FOUND", "The requested URL " + r.URL.Path + " was not found on this server.", ""}
@@ -356,13 +535,10 @@ func (s *FCM) check(r *http.Request, rec *FCMRequest, isSend bool, body *fcmBody
 		return invalid("Request payload size exceeds the limit.")
 	case jsonErr != nil:
 		return invalid("Invalid JSON payload received. " + jsonErr.Error())
-	case body.Message == nil || body.Message.Token == "":
+	case body.token == "":
 		return invalid("Recipient of the message is not set.")
-	}
-	for k, v := range body.Message.Data {
-		if v.Kind() != '"' {
-			return invalid(fmt.Sprintf("Invalid value at 'message.data[%s].value' (TYPE_STRING)", k))
-		}
+	case body.hasBadData:
+		return invalid(fmt.Sprintf("Invalid value at 'message.data[%s].value' (TYPE_STRING)", body.badData))
 	}
 	s.mu.Lock()
 	code, dead := s.dead[rec.Token]
@@ -451,25 +627,25 @@ func faultError(f Fault) googleError {
 // refuse answers e in Google's format:
 // {"error":{"code":...,"message":...,"status":...,"details":[FcmError]}}.
 func (s *FCM) refuse(w http.ResponseWriter, rec *FCMRequest, e googleError) {
-	type detail struct {
-		Type      string `json:"@type"`
-		ErrorCode string `json:"errorCode"`
-	}
-	type body struct {
-		Code    int      `json:"code"`
-		Message string   `json:"message"`
-		Status  string   `json:"status"`
-		Details []detail `json:"details,omitempty"`
-	}
-	b := body{Code: e.code, Message: e.message, Status: e.status}
-	if e.fcmCode != "" {
-		b.Details = []detail{{Type: fcmErrorType, ErrorCode: e.fcmCode}}
-	}
 	if e.code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/"`)
 	}
 	s.finish(rec, e.code, false)
-	writeJSON(w, e.code, map[string]body{"error": b})
+	writeJSONBody(w, e.code, e.appendJSON(make([]byte, 0, 256)))
+}
+
+// appendJSON appends e as refuse answers it, as encoding/json marshals
+// {"error":{"code":...,"message":...,"status":...,"details":[...]}}.
+func (e googleError) appendJSON(b []byte) []byte {
+	b = strconv.AppendInt(append(b, `{"error":{"code":`...), int64(e.code), 10)
+	b = appendJSONString(append(b, `,"message":`...), e.message)
+	b = appendJSONString(append(b, `,"status":`...), e.status)
+	if e.fcmCode != "" {
+		b = appendJSONString(append(b, `,"details":[{"@type":`...), fcmErrorType)
+		b = appendJSONString(append(b, `,"errorCode":`...), e.fcmCode)
+		b = append(b, "}]"...)
+	}
+	return append(b, "}}"...)
 }
 
 // finish records the status answered to rec; delivered counts it.

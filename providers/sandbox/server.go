@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -19,7 +20,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // maxBody bounds what a sandbox reads of a request body.
@@ -121,8 +125,25 @@ func certPEM() []byte { return bytes.Clone(serverCert().pem) }
 // readBody reads at most maxBody+1 bytes of r's body, so callers can tell an
 // oversized body from one that fits.
 func readBody(r *http.Request) []byte {
-	b, _ := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	return b
+	// io.ReadAll, but with one allocation when the length is announced
+	// (HTTP/2 clients announce it): room for the body, and for the byte that
+	// shows it is over the limit, or EOF.
+	size := 512
+	if n := r.ContentLength; n > 0 && n <= maxBody {
+		size = int(n) + 1
+	}
+	b := make([]byte, 0, size)
+	lr := io.LimitedReader{R: r.Body, N: maxBody + 1}
+	for {
+		n, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			return b
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // writeJSON answers status with v as its JSON body.
@@ -132,9 +153,92 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	writeJSONBody(w, status, body)
+}
+
+// writeJSONBody answers status with body, JSON, as writeJSON does.
+func writeJSONBody(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+// appendJSONString appends s as a JSON string, byte for byte as
+// encoding/json (hence writeJSON) writes it, so that the answers built by
+// hand read the same as the ones it marshaled.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			// Rare in answers: leave its escapes (HTML characters, invalid
+			// UTF-8, U+2028...) to encoding/json.
+			q, _ := json.Marshal(s)
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// bodyDecoder walks a request body token by token with jsontext, which
+// validates as json.Unmarshal does (syntax, UTF-8, duplicate names) without
+// reflection, maps or recursion. It is pooled: a Decoder is large.
+type bodyDecoder struct {
+	rd   bytes.Reader
+	dec  jsontext.Decoder
+	name []byte // scratch
+}
+
+var bodyDecoders = sync.Pool{New: func() any { return new(bodyDecoder) }}
+
+// getBodyDecoder returns a decoder reading body; give it back with
+// putBodyDecoder.
+func getBodyDecoder(body []byte) *bodyDecoder {
+	d := bodyDecoders.Get().(*bodyDecoder)
+	d.rd.Reset(body)
+	d.dec.Reset(&d.rd)
+	return d
+}
+
+// putBodyDecoder gives d back to the pool.
+func putBodyDecoder(d *bodyDecoder) {
+	d.rd.Reset(nil) // do not keep the body alive
+	bodyDecoders.Put(d)
+}
+
+// readName reads an object member name, or the end of the object: it
+// returns the name's raw JSON (quoted, escapes kept), or nil at the '}'.
+func (d *bodyDecoder) readName() (jsontext.Value, error) {
+	if d.dec.PeekKind() == '}' {
+		_, err := d.dec.ReadToken()
+		return nil, err
+	}
+	return d.dec.ReadValue()
+}
+
+// end reports whether nothing but white space follows the top-level value.
+func (d *bodyDecoder) end() bool {
+	_, err := d.dec.ReadToken()
+	return err == io.EOF
+}
+
+// isName reports whether the raw JSON string name is want, as json.Unmarshal
+// matches names: exactly, after unquoting.
+func isName(name jsontext.Value, want string) bool {
+	if bytes.IndexByte(name, '\\') < 0 {
+		return string(name[1:len(name)-1]) == want
+	}
+	return unquote(name) == want
+}
+
+// unquote returns the string a raw JSON string holds; the decoder
+// validated it.
+func unquote(v jsontext.Value) string {
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1])
+	}
+	u, _ := jsontext.AppendUnquote(nil, v)
+	return string(u)
 }
 
 // randomHex returns n random bytes, hex encoded.
@@ -144,13 +248,38 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// newUUID returns a random (version 4) UUID in upper case, like APNs ids.
+// idBase and idCount make the ids the look-alikes hand out: random per
+// process, then counted, so they are unique without reading crypto/rand
+// for every request.
+var (
+	idBase  = func() (b [16]byte) { rand.Read(b[:]); return b }()
+	idCount atomic.Uint64
+)
+
+// nextID returns a number that no other call of this process returns (for
+// 2^64 calls).
+func nextID() uint64 { return binary.BigEndian.Uint64(idBase[8:]) + idCount.Add(1) }
+
+// newUUID returns an id in the format of a random (version 4) UUID in
+// upper case, like APNs ids.
 func newUUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	var b [16]byte
+	copy(b[:8], idBase[:8])
+	binary.BigEndian.PutUint64(b[8:], nextID())
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // variant 10: 62 bits of nextID remain, unique for 2^62 ids
+	const digits = "0123456789ABCDEF"
+	var out [36]byte
+	j := 0
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = digits[c>>4], digits[c&0x0f]
+		j += 2
+	}
+	return string(out[:])
 }
 
 // abort ends the request without an answer: an HTTP/2 stream reset.
