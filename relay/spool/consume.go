@@ -320,11 +320,19 @@ func (s *Spool) expire(w *worker, m jetstream.Msg, e Entry, h *handlers, token s
 	h.onExpired(e)
 }
 
-// ack removes an entry and waits for JetStream to confirm it.
+// ack removes an entry and waits for JetStream to confirm it. The removal
+// is synced within removalSyncDelay, not waited for: unsynced, it can
+// only bring back an entry already finished.
 func (s *Spool) ack(m jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.tune.opTimeout)
 	defer cancel()
-	return m.DoubleAck(ctx)
+	if err := m.DoubleAck(ctx); err != nil {
+		return err
+	}
+	if s.syncer != nil {
+		s.syncer.soon()
+	}
+	return nil
 }
 
 // headerTime reads a time Put recorded in header key, if any.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 )
 
 // startEmbedded runs the in-process JetStream on cfg.Dir: no listener,
-// file store, every write fsynced before it is acknowledged. The directory
-// is locked so that two relays never share one store.
+// file store. It writes every message to its file before acknowledging it;
+// the syncer, not the server, makes the writes durable (see syncer). The
+// directory is locked so that two relays never share one store.
 func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, func(), error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("spool.dir: %w", err)
@@ -27,7 +29,7 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, func(), error)
 		DontListen:             true,
 		JetStream:              true,
 		StoreDir:               cfg.Dir,
-		SyncAlways:             true,
+		SyncAlways:             false,                   // the syncer syncs, in groups
 		JetStreamMaxStore:      2*cfg.MaxBytes + 64<<20, // room for the stream's bound, whatever the disk reports
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
@@ -50,6 +52,12 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, func(), error)
 		return nil, nil, errors.New("spool.dir: embedded JetStream did not start")
 	}
 	return ns, unlock, nil
+}
+
+// embeddedMsgDir is where the embedded server keeps the spool's message
+// blocks: <store>/jetstream/<account>/streams/<stream>/msgs.
+func embeddedMsgDir(dir string) string {
+	return filepath.Join(dir, server.JetStreamStoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", StreamName, "msgs")
 }
 
 // serverLog passes the embedded server's log on to slog: notices as debug,
