@@ -305,7 +305,8 @@ func msgID(n wire.Notification) string {
 // and not stored twice; with an empty ack_id there is no deduplication.
 // A zero Accepted is set to now, a zero AppVersion taken from
 // e.Notification.AppVersion. When the spool is full the error wraps
-// ErrFull.
+// ErrFull. When the fsync fails, Put says so, though the entry, written
+// but perhaps not durable, may still be delivered.
 func (s *Spool) Put(ctx context.Context, e Entry, notBefore time.Duration) error {
 	if s.isClosed() {
 		return ErrClosed

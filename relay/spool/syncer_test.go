@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -269,6 +270,15 @@ func TestPutIsSynced(t *testing.T) {
 			t.Errorf("put %d returned before %s was synced with the entry in it", i, filepath.Base(name))
 		}
 	}
+
+	// A failed fsync fails the Put, which says what failed.
+	log.failWith(syscall.EIO)
+	err := s.Put(context.Background(), entry("app", "", "device-put-fails"), time.Hour)
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "spool: put: syncing ") {
+		t.Errorf("Put with a failing fsync = %v, want EIO, saying it was syncing", err)
+	}
+	log.failWith(nil)
+	put(t, s, entry("app", "", "device-put-again"), time.Hour)
 }
 
 // A removal is synced soon after, without anyone waiting for it.
