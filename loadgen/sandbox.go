@@ -192,7 +192,8 @@ func (r *Rig) SetUpstream(latency time.Duration, faults float64) error {
 }
 
 // Delivered returns how many pushes the look-alikes answered 200 since the
-// rig started or, once Direct ran, since its end: what the relay delivered.
+// rig started or, once Direct or ResetDelivered ran, since their end: what
+// the relay delivered.
 func (r *Rig) Delivered(ctx context.Context) (int64, error) {
 	body, err := r.control(ctx, http.MethodGet, "/delivered")
 	if err != nil {
@@ -267,10 +268,16 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 	rep.OK = int64(len(all)) - rep.HTTPErrors
 	rep.setLatencies(all)
 	// What the relay delivers is counted from here.
-	if _, err := r.control(context.WithoutCancel(ctx), http.MethodPost, "/reset"); err != nil {
+	if err := r.ResetDelivered(context.WithoutCancel(ctx)); err != nil {
 		return Report{}, err
 	}
 	return rep, nil
+}
+
+// ResetDelivered makes Delivered count from now on.
+func (r *Rig) ResetDelivered(ctx context.Context) error {
+	_, err := r.control(ctx, http.MethodPost, "/reset")
+	return err
 }
 
 // directClient is the direct run's client: net/http's, speaking HTTP/2 to

@@ -35,6 +35,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("relay-profile", "", "with --sandbox: write the relay's CPU profile over the relay run to this file (go tool pprof)")
 	latency := fs.Duration("upstream-latency", 0, "with --sandbox: the APNs/FCM look-alikes answer every push this late (e.g. 20ms)")
 	faults := fs.Float64("faults", 0, "with --sandbox: fraction of pushes the look-alikes refuse, at random, with a retryable 503 (e.g. 0.05)")
+	runs := fs.Int("runs", 1, "with --sandbox: measure this many turns (the direct client, then the relay) one after the other, and summarize them")
 	selfProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the load generator's) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -53,8 +54,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *rate < 0 {
 		return fmt.Errorf("-rate: must be 0 or a number of notifications per second, got %g", *rate)
 	}
-	if !*sandboxed && (*latency != 0 || *faults != 0) {
-		return fmt.Errorf("-upstream-latency and -faults need --sandbox")
+	if *runs < 1 {
+		return fmt.Errorf("-runs: must be 1 or more, got %d", *runs)
+	}
+	if !*sandboxed && (*latency != 0 || *faults != 0 || *runs != 1) {
+		return fmt.Errorf("-upstream-latency, -faults and -runs need --sandbox")
 	}
 	mix := loadgen.Mix{APNsShare: *apnsShare, DeadShare: *dead}
 	w := strings.Split(*kinds, ":")
@@ -70,6 +74,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *n == 0 && *d == 0 {
 		*d = 10 * time.Second
+	}
+	if *profile != "" && (*runs != 1 || *d == 0) {
+		return fmt.Errorf("-relay-profile profiles one run of a set duration: use it with -d and without -runs")
 	}
 	opt := loadgen.Options{URL: *url, Concurrency: *c, Rate: *rate, Requests: *n, Duration: *d, Mix: mix,
 		APNsPlatform: *apnsPlatform, FCMPlatform: *fcmPlatform, PID: *pid, Progress: stderr}
@@ -104,49 +111,78 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders %s; mix %s, %.0f%% iOS, %.0f%% dead tokens; upstream latency %s, %g%% faults\n\n",
 		rig.PID, *c, pace, *kinds, *apnsShare*100, *dead*100, *latency, *faults*100)
-	var direct loadgen.Report
-	if *baseline {
-		if direct, err = rig.Direct(ctx, opt); err != nil {
+	if *runs == 1 {
+		t, err := turn(ctx, rig, opt, *baseline, *profile, stdout, stderr)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, "== a bare HTTP/2 client straight to the APNs look-alike (the ceiling of this machine)")
-		direct.Print(stdout)
+		return t.Drained
+	}
+	turns := make([]loadgen.Turn, 0, *runs)
+	for i := range *runs {
+		t, err := turn(ctx, rig, opt, *baseline, "", nil, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "turn %d of %d: %s\n", i+1, *runs, t.Line())
+		turns = append(turns, t)
+	}
+	fmt.Fprintln(stdout)
+	loadgen.Summarize(stdout, turns)
+	return loadgen.Drained(turns)
+}
+
+// turn measures the direct client (with baseline), then the relay, on rig,
+// and counts what the relay delivered once its spool is empty. With
+// profile, the relay's CPU profile over its run goes to that file. With
+// report not nil, the reports are written there in full as they come.
+func turn(ctx context.Context, rig *loadgen.Rig, opt loadgen.Options, baseline bool, profile string, report, progress io.Writer) (loadgen.Turn, error) {
+	var t loadgen.Turn
+	var err error
+	if report == nil {
+		report = io.Discard
+	}
+	if baseline {
+		if t.Direct, err = rig.Direct(ctx, opt); err != nil {
+			return t, err
+		}
+		fmt.Fprintln(report, "== a bare HTTP/2 client straight to the APNs look-alike (the ceiling of this machine)")
+		t.Direct.Print(report)
+	}
+	// What the relay delivers is counted from here.
+	if err := rig.ResetDelivered(ctx); err != nil {
+		return t, err
 	}
 	opt.URL, opt.PID = rig.URL, rig.PID
 	profiled := make(chan error, 1)
-	if *profile != "" {
-		if *d == 0 {
-			return fmt.Errorf("-relay-profile needs a duration (-d)")
-		}
-		go func() { profiled <- rig.Profile(ctx, *d, *profile) }()
+	if profile != "" {
+		go func() { profiled <- rig.Profile(ctx, opt.Duration, profile) }()
 	}
-	rep, err := loadgen.Run(ctx, opt)
-	if err != nil {
-		return err
+	if t.Relay, err = loadgen.Run(ctx, opt); err != nil {
+		return t, err
 	}
-	if *profile != "" {
+	if profile != "" {
 		if err := <-profiled; err != nil {
-			return err
+			return t, err
 		}
-		fmt.Fprintf(stderr, "relay CPU profile: %s\n", *profile)
+		fmt.Fprintf(progress, "relay CPU profile: %s\n", profile)
 	}
-	fmt.Fprintln(stdout, "\n== Mattermost-shaped load through the relay")
-	rep.Print(stdout)
+	fmt.Fprintln(report, "\n== Mattermost-shaped load through the relay")
+	t.Relay.Print(report)
 	// The spool redelivers what the look-alikes refused; count once it is empty.
-	drained := rig.Drain(ctx, drainLimit, stderr)
-	if drained != nil {
-		fmt.Fprintf(stdout, "spool      %v\n", drained)
+	if t.Drained = rig.Drain(ctx, drainLimit, progress); t.Drained != nil {
+		fmt.Fprintf(report, "spool      %v\n", t.Drained)
 	}
 	delivered, err := rig.Delivered(ctx)
 	if err != nil {
-		return err
+		return t, err
 	}
-	fmt.Fprintf(stdout, "delivery   %s\n", loadgen.Accounting{Accepted: rep.LiveOK, Delivered: delivered})
-	if direct.Throughput() > 0 {
-		fmt.Fprintf(stdout, "\nrelay/direct throughput ratio %.2f, p99 ratio %.2f\n", rep.Throughput()/direct.Throughput(),
-			float64(rep.P99)/float64(max(direct.P99, 1)))
+	t.Delivery = loadgen.Accounting{Accepted: t.Relay.LiveOK, Delivered: delivered}
+	fmt.Fprintf(report, "delivery   %s\n", t.Delivery)
+	if tp, p99 := t.Ratios(); tp > 0 {
+		fmt.Fprintf(report, "\nrelay/direct throughput ratio %.2f, p99 ratio %.2f\n", tp, p99)
 	}
-	return drained
+	return t, nil
 }
 
 // drainLimit bounds the wait for the relay's spool to empty after a

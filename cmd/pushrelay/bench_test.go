@@ -19,6 +19,10 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-faults", "0.05"}, "need --sandbox"},
 		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-upstream-latency", "20ms"}, "need --sandbox"},
 		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-mix", "8:1"}, "-mix"},
+		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-runs", "3"}, "need --sandbox"},
+		{[]string{"--sandbox", "-runs", "0"}, "-runs: must be 1 or more"},
+		{[]string{"--sandbox", "-runs", "2", "-relay-profile", "relay.prof"}, "without -runs"},
+		{[]string{"--sandbox", "-n", "100", "-relay-profile", "relay.prof"}, "with -d"},
 	}
 	for _, tc := range tests {
 		err := bench(context.Background(), tc.args, io.Discard, io.Discard)
@@ -70,5 +74,38 @@ func TestBenchRigAccountsForEveryNotification(t *testing.T) {
 	acc := loadgen.Accounting{Accepted: rep.LiveOK, Delivered: delivered}
 	if acc.Lost() != 0 || acc.Duplicates() != 0 {
 		t.Errorf("%s", acc)
+	}
+}
+
+// TestBenchTurnsCountEachTurnAlone runs two turns of `bench --sandbox
+// -runs`, the second without the direct client: each turn's accounting
+// covers its own run only.
+func TestBenchTurnsCountEachTurnAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a relay process")
+	}
+	rig, err := loadgen.StartRig(relayBinary(t), false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rig.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	opt := loadgen.Options{Concurrency: 4, Requests: 100, Mix: loadgen.DefaultMix(), APNsPlatform: "apple_rn", FCMPlatform: "android_rn"}
+	for i, baseline := range []bool{true, false} {
+		var report strings.Builder
+		got, err := turn(ctx, rig, opt, baseline, "", &report, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got.Direct.Requests == 100) != baseline || got.Relay.Requests != 100 || got.Drained != nil {
+			t.Errorf("turn %d: direct %d requests, relay %d, drained %v; want %d, 100, nil", i+1, got.Direct.Requests, got.Relay.Requests, got.Drained, map[bool]int{true: 100}[baseline])
+		}
+		if got.Delivery.Accepted == 0 || got.Delivery.Lost() != 0 || got.Delivery.Duplicates() != 0 {
+			t.Errorf("turn %d: %s", i+1, got.Delivery)
+		}
+		if want := "delivery   " + got.Delivery.String(); !strings.Contains(report.String(), want) {
+			t.Errorf("turn %d report:\n%s\nwant a line %q", i+1, report.String(), want)
+		}
 	}
 }
