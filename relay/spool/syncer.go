@@ -239,22 +239,32 @@ const canSyncDirs = runtime.GOOS != "windows"
 // next. It checks first that the server keeps the stream where the syncer
 // looks: Puts are never taken for durable when they are not.
 func startSyncer(ctx context.Context, dir string) (*syncer, error) {
-	msgs := embeddedMsgDir(dir)
-	if fi, err := os.Stat(msgs); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("the embedded JetStream keeps its messages elsewhere than %s (%v)", msgs, err)
+	s := newSyncer(embeddedMsgDir(dir))
+	if err := s.start(ctx, dir); err != nil {
+		return nil, err
 	}
-	if err := syncTree(dir); err != nil {
-		return nil, fmt.Errorf("syncing the store: %w", err)
+	return s, nil
+}
+
+// start syncs the store in dir once, each file and directory in it: the
+// stream's block files by a first round (which then knows them as
+// synced), the rest by syncTree.
+func (s *syncer) start(ctx context.Context, dir string) error {
+	if fi, err := os.Stat(s.dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("the embedded JetStream keeps its messages elsewhere than %s (%v)", s.dir, err)
 	}
-	s := newSyncer(msgs)
-	return s, s.wait(ctx)
+	if err := syncTree(dir, s.dir, s.sync); err != nil {
+		return fmt.Errorf("syncing the store: %w", err)
+	}
+	return s.wait(ctx)
 }
 
 // syncTree syncs dir (it holds the store) and everything in the store,
-// files and directories.
-func syncTree(dir string) error {
+// files and directories, with sync; but not the block files in msgs, the
+// syncer's.
+func syncTree(dir, msgs string, sync func(*os.File) error) error {
 	if canSyncDirs {
-		if err := syncPath(dir, datasync); err != nil {
+		if err := syncPath(dir, sync); err != nil {
 			return err
 		}
 	}
@@ -266,8 +276,10 @@ func syncTree(dir string) error {
 			return err
 		case d.IsDir() && !canSyncDirs:
 			return nil
+		case !d.IsDir() && filepath.Dir(path) == msgs && strings.HasSuffix(path, ".blk"):
+			return nil
 		}
-		if err := syncPath(path, datasync); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := syncPath(path, sync); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		return nil

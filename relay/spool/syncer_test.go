@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // syncLog records what a syncer synced, and how big each file was then.
@@ -249,6 +252,43 @@ func TestStartSyncerChecksTheLayout(t *testing.T) {
 	_, err := startSyncer(context.Background(), dir)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte(embeddedMsgDir(dir))) {
 		t.Fatalf("startSyncer on a store without the stream = %v, want an error naming where it looked", err)
+	}
+}
+
+// At start, every file of the store is synced once: its block files by the
+// syncer's first round, the rest by syncTree.
+func TestStartSyncsEachFileOnce(t *testing.T) {
+	cfg := testConfig(t)
+	sp := openT(t, cfg, fastBackoff)
+	put(t, sp, entry("app", "", "device-start-syncs-once"), time.Hour)
+	if err := sp.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	log := newSyncLog()
+	s := newSyncer(embeddedMsgDir(cfg.Dir))
+	s.sync = log.sync
+	if err := s.start(context.Background(), cfg.Dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	blocks := 0
+	store := filepath.Join(cfg.Dir, server.JetStreamStoreDir)
+	err := filepath.WalkDir(store, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if strings.HasSuffix(path, ".blk") {
+			blocks++
+		}
+		if n := len(log.sizes[path]); n != 1 {
+			rel, _ := filepath.Rel(store, path)
+			t.Errorf("%s was synced %d times at start, want once", rel, n)
+		}
+		return nil
+	})
+	if err != nil || blocks == 0 {
+		t.Fatalf("walking the store: %v, %d block files; want some", err, blocks)
 	}
 }
 
