@@ -183,15 +183,16 @@ func (s *Server) Start() error {
 	if err := s.relay.consume(); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.ingressAddr)
+	tcp, err := net.Listen("tcp", s.ingressAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	s.ingressLn = ln
+	s.ingressLn = tcp
+	var ln net.Listener = lingerListener{tcp}
 	if s.metricsSrv != nil {
 		mln, err := net.Listen("tcp", s.metricsSrv.Addr)
 		if err != nil {
-			ln.Close()
+			tcp.Close()
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 		s.metricsLn = mln
@@ -371,10 +372,15 @@ func (s *Server) serveIngress(c *fasthttp.RequestCtx) {
 }
 
 // requestError answers a request fasthttp could not read: too large, too
-// slow, or not HTTP/1.x.
+// slow, or not HTTP/1.x. fasthttp closes the connection after the answer;
+// unless the client was too slow, some of its request may still be on its
+// way, so the close lingers (lingerConn) for the client to read the answer.
 func (s *Server) requestError(c *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
+	if !errors.As(err, &netErr) || !netErr.Timeout() {
+		lingerOnClose(c)
+	}
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		// The header was read, so the route is known.

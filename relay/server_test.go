@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -113,6 +114,49 @@ func TestIngressSpeaksHTTP11(t *testing.T) {
 	}
 	if n := len(h.apple.Requests()); n != 5 {
 		t.Errorf("%d pushes reached APNs, want 5 (one per well-formed push)", n)
+	}
+}
+
+// TestOversizedRequestsGetTheirAnswer posts requests the relay answers
+// without reading them whole, as Mattermost's HTTP client sends them.
+func TestOversizedRequestsGetTheirAnswer(t *testing.T) {
+	h := start(t, "{}")
+	oversized(t, http.DefaultClient, h.url, 100)
+}
+
+// oversized posts n bodies over limits.max_body_bytes, then n requests
+// with a header over limits.max_header_bytes, to the relay at base. The
+// client is still writing the body when the answer comes and the relay
+// hangs up: each must read its 413 or 431, never a reset connection.
+func oversized(t *testing.T, c *http.Client, base string, n int) {
+	t.Helper()
+	body := []byte(`{"platform":"apple_rn","server_id":"s","device_id":"d","message":"` + strings.Repeat("x", 200000) + `"}`)
+	for _, tc := range []struct {
+		name, header string
+		code         int
+		says         string
+	}{
+		{"body over max_body_bytes", "", http.StatusRequestEntityTooLarge, "limits.max_body_bytes"},
+		{"header over max_header_bytes", strings.Repeat("x", 10000), http.StatusRequestHeaderFieldsTooLarge, "limits.max_header_bytes"},
+	} {
+		for i := range n {
+			req, err := http.NewRequest(http.MethodPost, base+"/api/v1/send_push", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.header != "" {
+				req.Header.Set("X-Big", tc.header)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s, request %d of %d: %v, want HTTP %d", tc.name, i+1, n, err, tc.code)
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code || !strings.Contains(string(answer), tc.says) {
+				t.Fatalf("%s, request %d of %d: HTTP %d %s, want %d naming %s", tc.name, i+1, n, resp.StatusCode, answer, tc.code, tc.says)
+			}
+		}
 	}
 }
 

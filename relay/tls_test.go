@@ -126,6 +126,9 @@ func TestTLSIngressWithClientCertificates(t *testing.T) {
 	if apple.Delivered() != 1 {
 		t.Errorf("APNs got %d pushes, want 1", apple.Delivered())
 	}
+	// Over TLS too, a request refused unread gets its answer.
+	oversized(t, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}}}},
+		"https://"+srv.Addr(), 30)
 }
 
 func TestDeployExamplesParse(t *testing.T) {
