@@ -396,24 +396,13 @@ func checkAPNsPayload(body []byte) string {
 func scanAPNsPayload(body []byte) (apsIsObject, ok bool) {
 	d := getBodyDecoder(body)
 	defer putBodyDecoder(d)
-	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return false, false
-	}
-	for {
-		name, err := d.readName()
-		switch {
-		case err != nil:
-			return false, false
-		case name == nil:
-			return apsIsObject, d.end()
-		case isName(name, "aps"):
-			// The decoder refuses a second "aps", as json.Unmarshal does.
+	ok = d.members(func(name jsontext.Value) bool {
+		if isName(name, "aps") {
 			apsIsObject = d.dec.PeekKind() == '{'
 		}
-		if d.dec.SkipValue() != nil {
-			return false, false
-		}
-	}
+		return d.skip()
+	}) && d.end()
+	return apsIsObject && ok, ok
 }
 
 // apnsReasonFor is the reason Apple gives with status.

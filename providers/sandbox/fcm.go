@@ -349,54 +349,18 @@ func parseFCMBody(body []byte) (fcmSend, error) {
 func scanFCMBody(body []byte) (f fcmSend, ok bool) {
 	d := getBodyDecoder(body)
 	defer putBodyDecoder(d)
-	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return f, false
-	}
-	// The decoder refuses duplicate names at every level, as json.Unmarshal
-	// does: each member is read once at most.
-	for {
-		name, err := d.readName()
-		switch {
-		case err != nil:
-			return f, false
-		case name == nil:
-			return f, d.end()
-		case isName(name, "validate_only"):
-			tok, err := d.dec.ReadToken()
-			if err != nil || tok.Kind() != 't' && tok.Kind() != 'f' && tok.Kind() != 'n' {
-				return f, false
-			}
-			f.validateOnly = tok.Kind() == 't'
-		case isName(name, "message"):
-			if d.dec.PeekKind() == '{' {
-				if !d.scanFCMMessage(&f) {
-					return f, false
-				}
-				continue
-			}
-			if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != 'n' {
-				return f, false
-			}
-		default:
-			if d.dec.SkipValue() != nil {
-				return f, false
+	data := func(name jsontext.Value) bool {
+		if !f.hasBadData {
+			// Peeking at the value ends the validity of name: copy it.
+			d.name = append(d.name[:0], name...)
+			if d.dec.PeekKind() != '"' {
+				f.badData, f.hasBadData = unquote(d.name), true
 			}
 		}
+		return d.skip()
 	}
-}
-
-// scanFCMMessage reads the message object into f.
-func (d *bodyDecoder) scanFCMMessage(f *fcmSend) bool {
-	if _, err := d.dec.ReadToken(); err != nil {
-		return false
-	}
-	for {
-		name, err := d.readName()
+	message := func(name jsontext.Value) bool {
 		switch {
-		case err != nil:
-			return false
-		case name == nil:
-			return true
 		case isName(name, "token"):
 			v, err := d.dec.ReadValue()
 			if err != nil || v.Kind() != '"' && v.Kind() != 'n' {
@@ -405,48 +369,24 @@ func (d *bodyDecoder) scanFCMMessage(f *fcmSend) bool {
 			if v.Kind() == '"' {
 				f.token = unquote(v)
 			}
-		case isName(name, "data"):
-			if d.dec.PeekKind() == '{' {
-				if !d.scanFCMData(f) {
-					return false
-				}
-				continue
-			}
-			if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != 'n' {
-				return false
-			}
-		default:
-			if d.dec.SkipValue() != nil {
-				return false
-			}
-		}
-	}
-}
-
-// scanFCMData reads the data object, noting in f the first member whose
-// value is not a string.
-func (d *bodyDecoder) scanFCMData(f *fcmSend) bool {
-	if _, err := d.dec.ReadToken(); err != nil {
-		return false
-	}
-	for {
-		name, err := d.readName()
-		switch {
-		case err != nil:
-			return false
-		case name == nil:
 			return true
-		case !f.hasBadData:
-			// Peeking at the value ends the validity of name: copy it.
-			d.name = append(d.name[:0], name...)
-			if d.dec.PeekKind() != '"' {
-				f.badData, f.hasBadData = unquote(d.name), true
-			}
+		case isName(name, "data"):
+			return d.membersOrNull(data)
 		}
-		if d.dec.SkipValue() != nil {
-			return false
-		}
+		return d.skip()
 	}
+	ok = d.members(func(name jsontext.Value) bool {
+		switch {
+		case isName(name, "validate_only"):
+			tok, err := d.dec.ReadToken()
+			f.validateOnly = tok.Kind() == 't'
+			return err == nil && (tok.Kind() == 't' || tok.Kind() == 'f' || tok.Kind() == 'n')
+		case isName(name, "message"):
+			return d.membersOrNull(message)
+		}
+		return d.skip()
+	}) && d.end()
+	return f, ok
 }
 
 // serveSend serves POST /v1/projects/{project}/messages:send.

@@ -216,6 +216,41 @@ func (d *bodyDecoder) readName() (jsontext.Value, error) {
 	return d.dec.ReadValue()
 }
 
+// members reads an object, calling each with every member's name; each
+// reads or skips the member's value and returns false when the walk
+// should stop. members returns false when the next value is no object,
+// when the JSON is invalid, or when each stopped the walk. The decoder
+// refuses duplicate names, as json.Unmarshal does: each member is seen
+// once at most.
+func (d *bodyDecoder) members(each func(name jsontext.Value) bool) bool {
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return false
+	}
+	for {
+		name, err := d.readName()
+		switch {
+		case err != nil:
+			return false
+		case name == nil:
+			return true
+		case !each(name):
+			return false
+		}
+	}
+}
+
+// membersOrNull is members for a value that may also be null.
+func (d *bodyDecoder) membersOrNull(each func(name jsontext.Value) bool) bool {
+	if d.dec.PeekKind() == '{' {
+		return d.members(each)
+	}
+	tok, err := d.dec.ReadToken()
+	return err == nil && tok.Kind() == 'n'
+}
+
+// skip skips the next value and reports whether it was valid.
+func (d *bodyDecoder) skip() bool { return d.dec.SkipValue() == nil }
+
 // end reports whether nothing but white space follows the top-level value.
 func (d *bodyDecoder) end() bool {
 	_, err := d.dec.ReadToken()
