@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"syscall"
@@ -249,15 +250,16 @@ func TestTuneRuntime(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 	for _, tt := range []struct {
-		name     string
-		gogc     string // "" leaves GOGC unset
-		pprof    bool
-		wantGC   int
-		wantRate bool // heap profiles are still sampled
+		name      string
+		gogc      string // "" leaves GOGC unset
+		pprof     bool
+		wantFloor bool // GOGC is 50 or more, the heap goal at least heapFloor
+		wantGC    int  // GOGC, without the floor
+		wantRate  bool // heap profiles are still sampled
 	}{
-		{"defaults", "", false, 50, false},
-		{"GOGC set by the operator", "200", false, 200, false},
-		{"pprof served", "", true, 50, true},
+		{"defaults", "", false, true, 0, false},
+		{"GOGC set by the operator", "200", false, false, 200, false},
+		{"pprof served", "", true, true, 0, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("GOGC", tt.gogc)
@@ -265,8 +267,19 @@ func TestTuneRuntime(t *testing.T) {
 			runtime.MemProfileRate = 512 << 10
 			cfg := relay.Defaults()
 			cfg.Metrics.Pprof = tt.pprof
-			tuneRuntime(&cfg)
-			if got := debug.SetGCPercent(100); got != tt.wantGC {
+			runtime.GC() // a floor is set from the last collection's live heap
+			floor := tuneRuntime(&cfg)
+			if (floor != nil) != tt.wantFloor {
+				t.Fatalf("heap floor started: %v, want %v", floor != nil, tt.wantFloor)
+			}
+			if floor != nil {
+				defer floor.Stop()
+				s := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/goal:bytes"}}
+				metrics.Read(s)
+				if gogc, goal := s[0].Value.Uint64(), s[1].Value.Uint64(); gogc < 50 || goal < heapFloor*99/100 {
+					t.Errorf("GOGC %d, heap goal %d: want GOGC 50 or more and a goal of about %d or more", gogc, goal, heapFloor)
+				}
+			} else if got := debug.SetGCPercent(100); got != tt.wantGC {
 				t.Errorf("GOGC %d, want %d", got, tt.wantGC)
 			}
 			if sampled := runtime.MemProfileRate > 0; sampled != tt.wantRate {

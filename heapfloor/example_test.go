@@ -1,0 +1,18 @@
+package heapfloor_test
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/pushrelay/pushrelay/heapfloor"
+)
+
+// A server whose live heap is a few megabytes collects at GOGC=50 once its
+// heap is past 11 MiB, and not before.
+func ExampleStart() {
+	f := heapfloor.Start(11<<20, 50)
+	// ... serve ...
+	f.Stop()
+	fmt.Println(debug.SetGCPercent(100)) // back to the base
+	// Output: 50
+}
