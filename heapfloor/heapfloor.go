@@ -74,15 +74,16 @@ func arm(f *Floor) {
 }
 
 // collected runs after each collection, on the runtime's cleanup
-// goroutine.
+// goroutine. It arms the next sentinel first, so that a collection which
+// starts once adjust is done finds it unreachable.
 func (f *Floor) collected() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
 		return
 	}
-	f.adjust()
 	arm(f)
+	f.adjust()
 }
 
 // adjust sets GOGC for the next cycle from the last one's figures. f.mu
