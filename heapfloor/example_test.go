@@ -8,9 +8,9 @@ import (
 )
 
 // A server whose live heap is a few megabytes collects at GOGC=50 once its
-// heap is past 11 MiB, and not before.
+// heap is past 10 MiB, and not before.
 func ExampleStart() {
-	f := heapfloor.Start(11<<20, 50)
+	f := heapfloor.Start(10<<20, 50)
 	// ... serve ...
 	f.Stop()
 	fmt.Println(debug.SetGCPercent(100)) // back to the base
