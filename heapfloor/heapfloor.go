@@ -32,7 +32,6 @@ type Floor struct {
 
 	mu      sync.Mutex
 	stopped bool
-	percent int // the GOGC last set
 	samples [3]metrics.Sample
 	// adjusted, if set, is called after each adjustment (tests).
 	adjusted func(percent int)
@@ -49,11 +48,10 @@ type sentinel struct{ _ *byte }
 // live heap, the stacks and the globals. Start returns at once; the Floor
 // works until Stop.
 func Start(floor uint64, base int) *Floor {
-	f := &Floor{bytes: floor, base: base, percent: base}
+	f := &Floor{bytes: floor, base: base}
 	f.samples[0].Name = "/gc/heap/live:bytes"
 	f.samples[1].Name = "/gc/scan/stack:bytes"
 	f.samples[2].Name = "/gc/scan/globals:bytes"
-	debug.SetGCPercent(base)
 	f.mu.Lock()
 	f.adjust()
 	f.mu.Unlock()
@@ -93,10 +91,7 @@ func (f *Floor) adjust() {
 	live := f.samples[0].Value.Uint64()
 	scanned := live + f.samples[1].Value.Uint64() + f.samples[2].Value.Uint64()
 	p := percent(f.bytes, live, scanned, f.base)
-	if p != f.percent {
-		debug.SetGCPercent(p)
-		f.percent = p
-	}
+	debug.SetGCPercent(p)
 	if f.adjusted != nil {
 		f.adjusted(p)
 	}
