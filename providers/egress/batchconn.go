@@ -22,8 +22,10 @@ const maxQueued = 256 << 10
 // the lock is released without waiting for the kernel.
 //
 // Write copies p and returns at once; a failed write is reported by the
-// next Write and closes the connection, so its reader fails too and every
-// request in flight on it ends with an error (then retried by the relay).
+// next Write, which then writes nothing. It does not close the connection:
+// what the peer sent before it failed (answers, a GOAWAY) is still to be
+// read, and the reader decides when to give up (h2Conn.flushLocked). Close
+// closes it.
 type batchConn struct {
 	net.Conn
 	mu      sync.Mutex
@@ -106,8 +108,7 @@ func (b *batchConn) writer() {
 		b.room.Broadcast()
 		b.mu.Unlock()
 		if failed || (closing && !more) {
-			b.Conn.Close()
-			return
+			return // Close closes the connection
 		}
 		if more {
 			b.wake()
@@ -129,13 +130,14 @@ func (b *batchConn) Close() error {
 	b.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	b.wake()
 	<-b.done
+	err := b.Conn.Close()
 	b.mu.Lock()
 	if b.err == nil {
 		b.err = net.ErrClosed
 	}
 	b.room.Broadcast()
 	b.mu.Unlock()
-	return nil
+	return err
 }
 
 // batchTLSConn is a batchConn over a TLS connection that tells its

@@ -66,7 +66,10 @@ func TestBatchConnSendsWhatQueuedMeanwhileInOneWrite(t *testing.T) {
 	}
 }
 
-func TestBatchConnReportsAFailedWriteAndCloses(t *testing.T) {
+// A failed write is reported by the next Write, and leaves the connection
+// open for its reader (what the peer sent before is still to be read) until
+// Close.
+func TestBatchConnReportsAFailedWriteAndLeavesClosingToClose(t *testing.T) {
 	g := newGateConn()
 	g.fail = errors.New("connection reset by peer")
 	close(g.gate)
@@ -74,15 +77,21 @@ func TestBatchConnReportsAFailedWriteAndCloses(t *testing.T) {
 	if _, err := b.Write([]byte("lost")); err != nil {
 		t.Fatalf("the first Write already failed: %v", err)
 	}
-	select {
-	case <-g.closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the connection was not closed after a failed write")
-	}
+	<-b.done // the writer stopped at the failure
 	if _, err := b.Write([]byte("next")); err == nil || err.Error() != "connection reset by peer" {
 		t.Errorf("Write after a failed write = %v, want that failure", err)
 	}
+	select {
+	case <-g.closed:
+		t.Fatal("a failed write closed the connection under its reader")
+	default:
+	}
 	b.Close()
+	select {
+	case <-g.closed:
+	default:
+		t.Fatal("Close did not close the connection")
+	}
 }
 
 func TestBatchConnCloseSendsTheQueueThenRefusesWrites(t *testing.T) {

@@ -45,9 +45,18 @@ const (
 	h2MaxStreamID = 1<<31 - 1
 	// h2MaxWindow is the largest flow-control window (RFC 9113 6.9.1).
 	h2MaxWindow = 1<<31 - 1
-	// h2Attempts bounds how often a request the server did not process
-	// (REFUSED_STREAM, GOAWAY) or that met a dying connection is sent.
-	h2Attempts = 4
+	// A request the server did not process is sent again at once, for as
+	// long as its context allows: h2RapidRetries times, then after a pause
+	// that doubles from a millisecond up to h2RetryPauseMax, so that a
+	// server refusing everything costs a few dials a second, not a hot
+	// loop. A request without a deadline gives up after h2RetriesNoDeadline.
+	h2RapidRetries      = 8
+	h2RetryPauseMax     = 100 * time.Millisecond
+	h2RetriesNoDeadline = 64
+	// h2DrainAfterWriteError bounds how long the reader of a connection
+	// whose write failed keeps reading what the server had already sent
+	// (answers, a GOAWAY) before the connection fails its streams.
+	h2DrainAfterWriteError = time.Second
 	// h2DialTimeout bounds a dial that nobody waits for any more.
 	h2DialTimeout        = 30 * time.Second
 	h2DefaultPingTimeout = 15 * time.Second
@@ -55,9 +64,9 @@ const (
 	h2PooledBody = 64 << 10
 )
 
-// errH2NotProcessed is wrapped by the errors of requests the server says
-// it did not process (REFUSED_STREAM, or above a GOAWAY's last stream):
-// they may be sent again.
+// errH2NotProcessed is wrapped by the errors of requests the server did
+// not process: h2Transport.RoundTrip sends them again. See h2Retryable for
+// which they are.
 var errH2NotProcessed = errors.New("request not processed by the server")
 
 // errH2Unusable is returned (unwrapped) by h2Conn.roundTrip when the
@@ -124,26 +133,74 @@ func (t *h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	authority := req.URL.Host
-	for attempt := 1; ; attempt++ {
+	var pause *time.Timer
+	for retries := 0; ; retries++ {
 		c, err := t.conn(ctx, authority)
 		if err != nil {
 			return nil, err
 		}
 		resp, err := c.roundTrip(req, body)
-		if err == nil || attempt == h2Attempts || ctx.Err() != nil {
-			if err == errH2Unusable {
-				err = fmt.Errorf("http2 %s: %w", authority, err)
-			}
-			return resp, err
+		if err == nil {
+			return resp, nil
+		}
+		if err == errH2Unusable {
+			err = fmt.Errorf("http2 %s: %w", authority, err)
 		}
 		// A request the server did not process, or that never left, is
 		// sent again: on this connection if it still takes requests (a
 		// REFUSED_STREAM before its first SETTINGS arrived), else on a
-		// new one.
-		if err != errH2Unusable && !errors.Is(err, errH2NotProcessed) {
+		// new one. No count of attempts bounds this, only the context:
+		// a server that sends GOAWAY after every few requests must not
+		// turn pushes it would have taken into errors.
+		if !h2Retryable(err) || ctx.Err() != nil {
 			return nil, err
 		}
+		if retries < h2RapidRetries {
+			continue
+		}
+		if _, ok := ctx.Deadline(); !ok && retries >= h2RetriesNoDeadline {
+			return nil, fmt.Errorf("%w (given up after %d attempts)", err, retries+1)
+		}
+		wait := min(time.Millisecond<<min(retries-h2RapidRetries, 16), h2RetryPauseMax)
+		if pause == nil {
+			pause = time.NewTimer(wait)
+			defer pause.Stop()
+		} else {
+			pause.Reset(wait)
+		}
+		select {
+		case <-pause.C:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (given up: %w)", err, ctx.Err())
+		}
 	}
+}
+
+// h2Retryable reports whether a request that failed with err may be sent
+// again: the server cannot have processed it (RFC 9113 8.7).
+//
+// Sent again:
+//   - a request that never left: the connection took no new stream
+//     (GOAWAY, ids used up, closed; a waiter for a stream slot when the
+//     connection starts draining), or its frames could not be written at
+//     all;
+//   - RST_STREAM REFUSED_STREAM before the answer's HEADERS, which says
+//     the request was not processed;
+//   - RST_STREAM PROTOCOL_ERROR before the answer's HEADERS: RFC 9113 does
+//     not promise it was not processed, but servers reset streams above
+//     their limit so (nginx does while its SETTINGS are in flight), and a
+//     server cannot have acted on a request it rejected as malformed;
+//     x/net's client sends these again too;
+//   - a stream above the last stream id of a GOAWAY.
+//
+// Not sent again, as the server may have processed it: a stream that got
+// its answer's HEADERS, whatever reset follows; a stream reset with any
+// other code (CANCEL, INTERNAL_ERROR, ...); a stream at or below a
+// GOAWAY's last stream id whose connection is then lost; a request
+// written (in part or whole) to a connection that is then lost without a
+// GOAWAY. These fail, and the caller decides (the relay spools them).
+func h2Retryable(err error) bool {
+	return errors.Is(err, errH2Unusable) || errors.Is(err, errH2NotProcessed)
 }
 
 // CloseIdleConnections closes the connections that carry no request.
@@ -241,6 +298,7 @@ type h2Conn struct {
 
 	wmu        sync.Mutex
 	wbuf       bytes.Buffer // frames to send in one nc.Write
+	werr       error        // the first write error: nothing is written after it
 	henc       *hpack.Encoder
 	hbuf       bytes.Buffer      // the header block being encoded
 	lowerNames map[string]string // request header names, lower-cased
@@ -426,7 +484,11 @@ func (c *h2Conn) roundTrip(req *http.Request, body []byte) (*http.Response, erro
 	err := c.flushLocked()
 	c.wmu.Unlock()
 	if err != nil {
-		c.close(c.errorf("connection lost: %w", err)) // fails st
+		// Nothing of this request reached the server (flushLocked says
+		// so with errH2NotProcessed), or some of it did: then it may
+		// have been processed. The connection stays open for its
+		// reader to take what the server already sent.
+		c.finish(st, c.errorf("connection lost while sending the request: %w", err))
 	}
 
 	unsent, err := c.sendBody(ctx, st, body[n:])
@@ -588,7 +650,10 @@ func (c *h2Conn) sendBody(ctx context.Context, st *h2Stream, rest []byte) (unsen
 		case !open:
 			return true, nil
 		case werr != nil:
-			c.close(c.errorf("connection lost: %w", werr))
+			// The HEADERS went out: the server may have begun. Not
+			// errH2NotProcessed, whatever flushLocked says of this
+			// last write.
+			c.finish(st, c.errorf("connection lost while sending the request body: %v", werr))
 			return true, nil
 		case n == 0:
 			select {
@@ -658,31 +723,48 @@ func (c *h2Conn) reset(st *h2Stream, code http2.ErrCode, err error) {
 	}
 }
 
-// writeReset sends RST_STREAM.
+// writeReset sends RST_STREAM. A write error is flushLocked's to handle.
 func (c *h2Conn) writeReset(id uint32, code http2.ErrCode) {
 	c.wmu.Lock()
 	_ = c.fr.WriteRSTStream(id, code)
-	err := c.flushLocked()
+	_ = c.flushLocked()
 	c.wmu.Unlock()
-	if err != nil {
-		c.close(c.errorf("connection lost: %w", err))
-	}
 }
 
 // flushLocked hands the queued frames to the connection in one Write.
+//
+// A write error does not close the connection: what the server sent
+// before it failed (answers, a GOAWAY saying which streams it will not
+// process) is still to be read. It stops new streams on c, writes nothing
+// more, and gives the reader h2DrainAfterWriteError to read what is there
+// before it fails the streams left. The error wraps errH2NotProcessed when
+// none of the frames were written.
 func (c *h2Conn) flushLocked() error {
 	if c.wbuf.Len() == 0 {
 		return nil
 	}
-	_, err := c.nc.Write(c.wbuf.Bytes())
+	if c.werr != nil {
+		c.wbuf.Reset()
+		return fmt.Errorf("write failed before: %w: %w", c.werr, errH2NotProcessed)
+	}
+	n, err := c.nc.Write(c.wbuf.Bytes())
 	c.wbuf.Reset()
 	if c.wbuf.Cap() > 256<<10 {
 		c.wbuf = bytes.Buffer{} // a large body passed: do not keep its room
 	}
-	if err != nil {
-		return fmt.Errorf("write: %w", err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	c.werr = err
+	c.mu.Lock()
+	c.draining = true
+	c.failWaitersLocked()
+	c.mu.Unlock()
+	_ = c.nc.SetReadDeadline(time.Now().Add(h2DrainAfterWriteError))
+	if n == 0 {
+		return fmt.Errorf("write: %w: %w", err, errH2NotProcessed)
+	}
+	return fmt.Errorf("write: %w", err)
 }
 
 // encodeHeaders HPACK-encodes the header block of req into hbuf.
@@ -842,7 +924,7 @@ func (c *h2Conn) fail(err error) {
 		}
 		c.wmu.Lock()
 		_ = c.fr.WriteGoAway(0, http2.ErrCode(ce), nil)
-		_ = c.flushLocked()
+		_ = c.flushLocked() // a last word, if the connection still takes it
 		c.wmu.Unlock()
 	}
 	c.close(c.errorf("connection lost: %w", err))
@@ -984,9 +1066,10 @@ func (c *h2Conn) onData(f *http2.DataFrame) error {
 	if streamInc > 0 {
 		_ = c.fr.WriteWindowUpdate(f.StreamID, streamInc)
 	}
-	err = c.flushLocked()
+	// A write error is flushLocked's: the reader goes on reading.
+	_ = c.flushLocked()
 	c.wmu.Unlock()
-	return err
+	return nil
 }
 
 // onStreamData appends f to st's body and returns how much stream window
@@ -1024,9 +1107,15 @@ func (c *h2Conn) onReset(f *http2.RSTStreamFrame) error {
 	if st == nil {
 		return err
 	}
-	if f.ErrCode == http2.ErrCodeRefusedStream {
+	// See h2Retryable for what is sent again, and why.
+	switch {
+	case st.gotHeader:
+		c.finish(st, c.errorf("stream reset by the server after its answer began: %v", f.ErrCode))
+	case f.ErrCode == http2.ErrCodeRefusedStream:
 		c.finish(st, c.errorf("stream refused: %w", errH2NotProcessed))
-	} else {
+	case f.ErrCode == http2.ErrCodeProtocol:
+		c.finish(st, c.errorf("stream reset by the server before any answer (%v): %w", f.ErrCode, errH2NotProcessed))
+	default:
 		c.finish(st, c.errorf("stream reset by the server: %v", f.ErrCode))
 	}
 	return nil
@@ -1083,7 +1172,8 @@ func (c *h2Conn) onSettings(f *http2.SettingsFrame) error {
 		c.henc.SetMaxDynamicTableSizeLimit(min(tableSize, h2MaxEncoderTable))
 	}
 	_ = c.fr.WriteSettingsAck()
-	return c.flushLocked()
+	_ = c.flushLocked() // a write error is flushLocked's
+	return nil
 }
 
 func (c *h2Conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
@@ -1119,9 +1209,9 @@ func (c *h2Conn) onPing(f *http2.PingFrame) error {
 	}
 	c.wmu.Lock()
 	_ = c.fr.WritePing(true, f.Data)
-	err := c.flushLocked()
+	_ = c.flushLocked() // a write error is flushLocked's
 	c.wmu.Unlock()
-	return err
+	return nil
 }
 
 // onGoAway stops new streams on c; those the server will not process fail
@@ -1197,7 +1287,8 @@ func (c *h2Conn) tickEvery() time.Duration {
 	return c.t.idleTimeout
 }
 
-// tick closes c when idle too long or when a PING went unanswered, sends
+// tick closes c when idle too long or when nothing at all was read within
+// pingTimeout of a PING (an ACK or any other frame answers it), sends
 // a PING after a silence, and sets its timer for the next of these.
 func (c *h2Conn) tick() {
 	now := time.Since(c.start)
@@ -1227,6 +1318,13 @@ func (c *h2Conn) tick() {
 	}
 	if t.pingAfter > 0 && why == nil {
 		last := time.Duration(c.lastRead.Load())
+		if c.pingOut && last > c.pingSent {
+			// Any frame read since the PING went out shows the
+			// connection alive: a server busy answering streams may be
+			// slow to ACK a PING, and closing its connection would fail
+			// the requests on it.
+			c.pingOut = false
+		}
 		switch {
 		case c.pingOut && now-c.pingSent >= pingTimeout:
 			why = c.errorf("no answer to a PING within %v", pingTimeout)
@@ -1250,11 +1348,8 @@ func (c *h2Conn) tick() {
 	if ping {
 		c.wmu.Lock()
 		_ = c.fr.WritePing(false, h2PingData)
-		err := c.flushLocked()
+		_ = c.flushLocked() // a write error is flushLocked's
 		c.wmu.Unlock()
-		if err != nil {
-			c.close(c.errorf("connection lost: %w", err))
-		}
 	}
 }
 
