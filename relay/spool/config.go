@@ -66,10 +66,12 @@ func (c Config) streamMaxAge() time.Duration {
 	return c.MaxAge + max(c.MaxAge/10, time.Minute)
 }
 
-// duplicates is the stream's deduplication window: max_age, as the server
-// allows no less than 100ms.
+// duplicates is the stream's deduplication window: dedupWindow, or max_age
+// when shorter, and no less than the 100ms the server allows. JetStream
+// keeps every id of the window in memory, so a window of max_age would
+// cost memory in proportion to the spool's depth.
 func (c Config) duplicates() time.Duration {
-	return max(c.MaxAge, 100*time.Millisecond)
+	return max(min(c.MaxAge, dedupWindow), 100*time.Millisecond)
 }
 
 // Backoff is the redelivery schedule: Initial * 2^(attempt-1) with jitter (±20%), capped at Max; a RetryAfter the provider gave wins when longer.

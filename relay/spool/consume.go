@@ -26,6 +26,7 @@ type worker struct {
 	cons   jetstream.Consumer
 	sem    chan struct{} // one token per deliver call in flight
 	cancel context.CancelFunc
+	pace   pacer // batches while deliveries succeed, probes while they keep failing
 }
 
 // Consume starts redelivering the entries of apps: one durable pull
@@ -142,43 +143,19 @@ func (s *Spool) repair(ctx context.Context, w *worker) {
 	}
 }
 
-// run is one app's fetch loop: it pulls as many entries as it has free
-// delivery slots and hands each to its own goroutine.
+// run is one app's fetch loop. While the app's deliveries succeed it pulls
+// as many entries as it has free delivery slots and hands each to its own
+// goroutine; while they keep failing it probes, one entry at a time (see
+// pacer).
 func (s *Spool) run(ctx context.Context, w *worker) {
 	defer s.loops.Done()
 	failing := false
 	for {
-		// One slot at least, then whatever else is free now.
-		select {
-		case w.sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		n := 1
-	fill:
-		for n < cap(w.sem) {
-			select {
-			case w.sem <- struct{}{}:
-				n++
-			default:
-				break fill
-			}
-		}
-
-		fctx, cancel := context.WithTimeout(ctx, s.tune.fetchWait)
-		batch, err := w.cons.Fetch(n, jetstream.FetchContext(fctx))
-		got := 0
-		if err == nil {
-			for m := range batch.Messages() {
-				got++
-				s.inflight.Add(1)
-				go s.handle(w, m)
-			}
-			err = batch.Error()
-		}
-		cancel()
-		for range n - got {
-			<-w.sem
+		var err error
+		if w.pace.failing() {
+			err = s.probe(ctx, w)
+		} else {
+			err = s.batch(ctx, w)
 		}
 		if ctx.Err() != nil {
 			return
@@ -203,10 +180,139 @@ func (s *Spool) run(ctx context.Context, w *worker) {
 	}
 }
 
-// handle decides one fetched entry's fate.
-func (s *Spool) handle(w *worker, m jetstream.Msg) {
-	defer s.inflight.Done()
-	defer func() { <-w.sem }()
+// batch fetches as many entries as there are free delivery slots (one at
+// least, waiting for it) and hands each to its own goroutine.
+func (s *Spool) batch(ctx context.Context, w *worker) error {
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	}
+	n := 1
+fill:
+	for n < cap(w.sem) {
+		select {
+		case w.sem <- struct{}{}:
+			n++
+		default:
+			break fill
+		}
+	}
+
+	fctx, cancel := context.WithTimeout(ctx, s.tune.fetchWait)
+	defer cancel()
+	batch, err := w.cons.Fetch(n, jetstream.FetchContext(fctx))
+	got := 0
+	if err == nil {
+		for m := range batch.Messages() {
+			got++
+			s.inflight.Add(1)
+			go func() {
+				defer s.inflight.Done()
+				defer func() { <-w.sem }()
+				s.note(w, s.handle(ctx, w, m, 0))
+			}()
+		}
+		err = batch.Error()
+	}
+	for range n - got {
+		<-w.sem
+	}
+	return err
+}
+
+// probe is the fetch loop's step while the app keeps failing: it fetches
+// one entry and tries it (holding it until it is due when that is within
+// the probe interval); after a failure it pauses for the next probe
+// interval. Entries it does not fetch wait in the stream at no cost.
+func (s *Spool) probe(ctx context.Context, w *worker) error {
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, s.tune.fetchWait)
+	batch, err := w.cons.Fetch(1, jetstream.FetchContext(fctx))
+	var m jetstream.Msg
+	if err == nil {
+		for msg := range batch.Messages() {
+			m = msg
+		}
+		err = batch.Error()
+	}
+	cancel()
+	if m == nil {
+		<-w.sem
+		return err
+	}
+	s.inflight.Add(1)
+	res := make(chan handled, 1)
+	hold := w.pace.interval(s.backoff)
+	go func() {
+		defer s.inflight.Done()
+		defer func() { <-w.sem }()
+		res <- s.handle(ctx, w, m, hold)
+	}()
+	var h handled
+	select {
+	case h = <-res:
+	case <-ctx.Done():
+		return nil
+	}
+	s.note(w, h)
+	var wait time.Duration
+	switch h.fate {
+	case fateRetry:
+		wait = w.pace.nextProbe(s.backoff)
+	case fateNotDue:
+		wait = hold
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+// fate is what became of a fetched entry.
+type fate int
+
+const (
+	fateOther  fate = iota // expired, unreadable, or handed back on close
+	fateNotDue             // handed back unattempted: not due yet
+	fateDone               // deliver answered Done: removed
+	fateRetry              // deliver answered "retry later": handed back for a backoff step
+)
+
+// handled is handle's report, for the app's pacer.
+type handled struct {
+	fate       fate
+	retryAfter time.Duration // the verdict's RetryAfter, with fateRetry
+}
+
+// note tells the app's pacer how an attempt went, and logs when the app
+// starts or stops failing.
+func (s *Spool) note(w *worker, h handled) {
+	switch h.fate {
+	case fateDone:
+		if w.pace.done() {
+			s.log.Info("spool: redeliveries succeed again; draining", "app", w.app)
+		}
+	case fateRetry:
+		if w.pace.retry(h.retryAfter) {
+			s.log.Warn("spool: redeliveries keep failing; probing one entry at a time", "app", w.app)
+		}
+	}
+}
+
+// handle decides one fetched entry's fate. An entry not due yet is handed
+// back, unless it is due within hold: then it is kept until it is due and
+// tried (a probe must not hand its entry back to fetch the next one).
+func (s *Spool) handle(ctx context.Context, w *worker, m jetstream.Msg, hold time.Duration) handled {
 	h := s.handlers.Load()
 
 	// Every spooled entry is first fetched early, as soon as it is put:
@@ -215,17 +321,19 @@ func (s *Spool) handle(w *worker, m jetstream.Msg) {
 	// are read first, as below.)
 	if nb, ok := headerTime(m, hdrNotBefore); ok && time.Now().Before(nb) {
 		if at, ok := headerTime(m, hdrAccepted); ok && nb.Before(at.Add(s.cfg.MaxAge)) {
-			if err := m.NakWithDelay(time.Until(nb)); err != nil {
-				s.log.Warn("spool: handing back failed", "app", w.app, "error", err.Error())
+			if time.Until(nb) > hold || !s.hold(ctx, m, nb) {
+				if err := m.NakWithDelay(time.Until(nb)); err != nil {
+					s.log.Warn("spool: handing back failed", "app", w.app, "error", err.Error())
+				}
+				return handled{fate: fateNotDue}
 			}
-			return
 		}
 	}
 
 	md, err := m.Metadata()
 	if err != nil {
 		s.log.Error("spool: entry without metadata", "app", w.app, "error", err.Error())
-		return // it comes back after the ack wait
+		return handled{} // it comes back after the ack wait
 	}
 	var e Entry
 	if err := json.Unmarshal(m.Data(), &e); err != nil {
@@ -233,7 +341,7 @@ func (s *Spool) handle(w *worker, m jetstream.Msg) {
 		if err := m.TermWithReason("unreadable"); err != nil {
 			s.log.Warn("spool: dropping unreadable entry failed", "app", w.app, "error", err.Error())
 		}
-		return
+		return handled{}
 	}
 	e.Notification.AppVersion = e.AppVersion
 	token := wire.TokenHash(e.Notification.DeviceID)
@@ -242,19 +350,21 @@ func (s *Spool) handle(w *worker, m jetstream.Msg) {
 	deadline := e.Deadline(s.cfg.MaxAge)
 	if !now.Before(deadline) {
 		s.expire(w, m, e, h, token)
-		return
+		return handled{}
 	}
 	nb, hasNB := headerTime(m, hdrNotBefore)
 	if hasNB && now.Before(nb) {
 		if !nb.Before(deadline) {
 			s.expire(w, m, e, h, token)
-			return
+			return handled{}
 		}
 		// Not due: back until it is. This delivery is not an attempt.
-		if err := m.NakWithDelay(nb.Sub(now)); err != nil {
-			s.log.Warn("spool: handing back failed", "app", w.app, "token", token, "error", err.Error())
+		if nb.Sub(now) > hold || !s.hold(ctx, m, nb) {
+			if err := m.NakWithDelay(time.Until(nb)); err != nil {
+				s.log.Warn("spool: handing back failed", "app", w.app, "token", token, "error", err.Error())
+			}
+			return handled{fate: fateNotDue}
 		}
-		return
 	}
 
 	attempt := int(md.NumDelivered)
@@ -268,23 +378,44 @@ func (s *Spool) handle(w *worker, m jetstream.Msg) {
 			s.log.Warn("spool: removing a finished entry failed; it may be delivered again",
 				"app", w.app, "attempt", attempt, "token", token, "error", err.Error())
 		}
-		return
+		return handled{fate: fateDone}
 	}
 	if s.dctx.Err() != nil {
 		// Closing: hand it straight back, to another relay if there is one.
 		_ = m.Nak()
-		return
+		return handled{}
 	}
 	delay := max(s.backoff.Delay(attempt), v.RetryAfter)
 	if !time.Now().Add(delay).Before(deadline) {
 		s.expire(w, m, e, h, token)
-		return
+		return handled{fate: fateRetry, retryAfter: v.RetryAfter}
 	}
 	if err := m.NakWithDelay(delay); err != nil {
 		s.log.Warn("spool: scheduling a redelivery failed", "app", w.app, "attempt", attempt, "token", token, "error", err.Error())
-		return
+		return handled{fate: fateRetry, retryAfter: v.RetryAfter}
 	}
 	s.log.Debug("spool: redelivery failed", "app", w.app, "attempt", attempt, "token", token, "next_in", delay)
+	return handled{fate: fateRetry, retryAfter: v.RetryAfter}
+}
+
+// hold keeps a fetched entry until, telling JetStream every third of the
+// ack wait that it is still being worked on. It returns false, the entry
+// still held, when ctx ends first.
+func (s *Spool) hold(ctx context.Context, m jetstream.Msg, until time.Time) bool {
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	tick := time.NewTicker(s.tune.ackWait / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-tick.C:
+			_ = m.InProgress()
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // deliver runs the callback, telling JetStream every third of the ack

@@ -1,0 +1,94 @@
+package spool
+
+import (
+	"sync"
+	"time"
+)
+
+// Why the spool's cost does not grow with its depth.
+//
+// An entry waiting in the stream and never fetched costs disk only. What
+// costs memory is what JetStream tracks per entry: a delivery not acked
+// yet (handed back with a delay, it stays pending in the consumer, with
+// its delivery count, until it comes back) and a message id in the
+// stream's duplicate window. So:
+//
+//   - The duplicate window is short (dedupWindow): it only guards a Put
+//     that is retried, not every id for max_age.
+//   - While an app's deliveries keep failing (failThreshold in a row), its
+//     worker stops fetching in batches and probes: one entry at a time,
+//     the next one a backoff step later (capped at probeCap, longer when
+//     the provider asked for it with Retry-After). Everything else waits
+//     in the stream, unfetched: a million entries wait at the cost of a
+//     few hundred. New Puts are plain appends, whatever the depth.
+//   - The first answer that is not "retry later" ends it: the worker goes
+//     back to batches and drains the stream in its order, oldest first,
+//     at the pace deliver allows.
+const (
+	// dedupWindow is how long the stream remembers a Put's message id.
+	dedupWindow = 5 * time.Second
+	// failThreshold is the number of "retry later" verdicts in a row after
+	// which an app's worker only probes.
+	failThreshold = 8
+	// probeCap bounds the wait between two probes (Retry-After excepted),
+	// so that a provider that comes back is noticed within seconds.
+	probeCap = 5 * time.Second
+)
+
+// pacer tracks one app's recent verdicts and tells its worker whether to
+// fetch in batches or to probe.
+type pacer struct {
+	mu         sync.Mutex
+	failures   int           // "retry later" verdicts in a row
+	probes     int           // failed probes in a row
+	retryAfter time.Duration // the longest Retry-After since the last probe
+}
+
+// failing reports whether the worker should probe instead of fetching in
+// batches.
+func (p *pacer) failing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failures >= failThreshold
+}
+
+// done notes an answer that is not "retry later" (delivered, dead token,
+// failed for good): the provider answers. It reports whether the app was
+// failing until now.
+func (p *pacer) done() (recovered bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	recovered = p.failures >= failThreshold
+	p.failures, p.probes, p.retryAfter = 0, 0, 0
+	return recovered
+}
+
+// retry notes a "retry later" verdict. It reports whether this one made
+// the app failing.
+func (p *pacer) retry(retryAfter time.Duration) (started bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures++
+	p.retryAfter = max(p.retryAfter, retryAfter)
+	return p.failures == failThreshold
+}
+
+// nextProbe is the wait before the next probe after one that failed: the
+// backoff of the failed probes so far, capped at probeCap, or the
+// provider's Retry-After when longer.
+func (p *pacer) nextProbe(b Backoff) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.probes++
+	d := min(b.Delay(p.probes), probeCap)
+	d = max(d, p.retryAfter)
+	p.retryAfter = 0
+	return d
+}
+
+// interval is the wait between probes now, without counting one more.
+func (p *pacer) interval(b Backoff) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return min(b.Delay(max(p.probes, 1)), probeCap)
+}
