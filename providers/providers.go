@@ -54,6 +54,10 @@ type Result struct {
 	Reason string
 	// RetryAfter is the wait the provider asked for (Retry-After), if any.
 	RetryAfter time.Duration
+	// Throttle marks a Retry the provider answered because the sender goes
+	// too fast (HTTP 429, QUOTA_EXCEEDED): retry later, not at once. See
+	// IsThrottle.
+	Throttle bool
 	// Err says what failed, for the FAIL answer and the log. It never holds
 	// a device token or notification content.
 	Err error
@@ -80,6 +84,31 @@ func Dead(reason string) Result {
 // Retryable is the Result of a transient failure.
 func Retryable(reason string, after time.Duration, err error) Result {
 	return Result{Outcome: Retry, Reason: reason, RetryAfter: after, Err: err}
+}
+
+// Throttled is the Result of a refusal because the sender goes too fast
+// (HTTP 429, FCM's QUOTA_EXCEEDED, APNs' TooManyRequests): worth retrying,
+// but after the wait asked for (after, 0 when none), never at once.
+func Throttled(reason string, after time.Duration, err error) Result {
+	return Result{Outcome: Retry, Reason: reason, RetryAfter: after, Throttle: true, Err: err}
+}
+
+// IsThrottle reports whether r asks the relay to slow down rather than to
+// try again at once: r.Throttle, or a Retry-After, or one of the reasons
+// the providers give a 429 (APNs' TooManyRequests, FCM's QUOTA_EXCEEDED,
+// an upstream push proxy's http_4xx, which only a 429 makes retryable).
+func IsThrottle(r Result) bool {
+	if r.Outcome != Retry {
+		return false
+	}
+	if r.Throttle || r.RetryAfter > 0 {
+		return true
+	}
+	switch r.Reason {
+	case "TooManyRequests", "QUOTA_EXCEEDED", "http_4xx":
+		return true
+	}
+	return false
 }
 
 // Permanent is the Result of a failure that retrying cannot fix.

@@ -130,7 +130,9 @@ func classify(status int, retryAfter string, body []byte, host, token string) pr
 	switch reason {
 	case "":
 		return statusResult(status, after, e)
-	case codeUnavailable, codeInternal, codeQuotaExceeded:
+	case codeQuotaExceeded:
+		return providers.Throttled(reason, after, e)
+	case codeUnavailable, codeInternal:
 		return providers.Retryable(reason, after, e)
 	}
 	return providers.Permanent(reason, e)
@@ -215,7 +217,7 @@ func (g *googleError) fcmCode() string {
 func statusResult(status int, after time.Duration, err error) providers.Result {
 	switch {
 	case status == http.StatusTooManyRequests:
-		return providers.Retryable(codeQuotaExceeded, after, err)
+		return providers.Throttled(codeQuotaExceeded, after, err)
 	case status == http.StatusServiceUnavailable:
 		return providers.Retryable(codeUnavailable, after, err)
 	case status == http.StatusInternalServerError:
@@ -308,6 +310,8 @@ func (p *Provider) transportResult(ctx context.Context, err error, token string)
 	switch {
 	case errors.Is(err, egress.ErrHostNotAllowed):
 		return providers.Permanent(ReasonEgressDenied, scrub(fmt.Errorf("fcm: %w", inner), token))
+	case egress.AsMisconfig(err) != nil: // waiting does not help; a change of configuration does
+		return providers.Permanent(egress.AsMisconfig(err).Reason, scrub(fmt.Errorf("fcm: %w", egress.AsMisconfig(err)), token))
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout(),
 		errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return providers.Retryable(ReasonTimeout, 0,
@@ -329,8 +333,12 @@ func (c *tokenCache) result(err error) providers.Result {
 		status := re.Response.StatusCode
 		e := fmt.Errorf("fcm: OAuth token endpoint %s refused the service account: %s (HTTP %d)",
 			c.host, oauthProblem(re.Body), status)
-		if status == http.StatusTooManyRequests || status >= 500 {
-			return providers.Retryable(ReasonAuth, providers.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()), e)
+		after := providers.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
+		if status == http.StatusTooManyRequests {
+			return providers.Throttled(ReasonAuth, after, e)
+		}
+		if status >= 500 {
+			return providers.Retryable(ReasonAuth, after, e)
 		}
 		return providers.Permanent(ReasonAuth, e)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -341,6 +349,9 @@ func (c *tokenCache) result(err error) providers.Result {
 		// The oauth2 library keeps only the text of the egress refusal.
 		return providers.Permanent(ReasonEgressDenied,
 			fmt.Errorf("fcm: OAuth token endpoint: egress to %s refused: %w", c.hostname, egress.ErrHostNotAllowed))
+	case c.eg.Misconfigured(err, c.hostname) != nil: // the same: the proxy refused us, a certificate is not trusted...
+		return providers.Permanent(c.eg.Misconfigured(err, c.hostname).Reason,
+			fmt.Errorf("fcm: OAuth token endpoint %s: %w", c.host, c.eg.Misconfigured(err, c.hostname)))
 	}
 	// oauth2 says `oauth2: cannot fetch token: Post "<token_uri>": <what>`.
 	msg := err.Error()

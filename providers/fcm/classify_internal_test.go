@@ -67,6 +67,23 @@ func TestStatusResult(t *testing.T) {
 		if r.Outcome.String() != tc.outcome || r.Reason != tc.reason {
 			t.Errorf("statusResult(%d) = %v %q, want %s %q", tc.status, r.Outcome, r.Reason, tc.outcome, tc.reason)
 		}
+		// Only a 429 tells the relay to wait rather than try again at once.
+		if r.Throttle != (tc.status == 429) {
+			t.Errorf("statusResult(%d).Throttle = %v", tc.status, r.Throttle)
+		}
+	}
+}
+
+// TestQuotaExceededIsAThrottle: FCM's QUOTA_EXCEEDED, whatever the HTTP
+// status says, asks the relay to slow down (no quick second attempt);
+// UNAVAILABLE and INTERNAL do not.
+func TestQuotaExceededIsAThrottle(t *testing.T) {
+	for code, want := range map[string]bool{"QUOTA_EXCEEDED": true, "UNAVAILABLE": false, "INTERNAL": false} {
+		body := []byte(`{"error":{"code":503,"message":"m","status":"UNAVAILABLE","details":[{"@type":"` + fcmErrorType + `","errorCode":"` + code + `"}]}}`)
+		r := classify(503, "", body, "fcm.example", "tok")
+		if r.Outcome != providers.Retry || r.Throttle != want || providers.IsThrottle(r) != want {
+			t.Errorf("%s: %+v, want a retry with Throttle %v", code, r, want)
+		}
 	}
 }
 

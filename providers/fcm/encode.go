@@ -14,29 +14,30 @@ import (
 // an expiry: Build(n) as FCM HTTP v1's send request, {"message":{...}},
 // encoded once, straight into a buffer sized for it. It is what Send does
 // before the network (Send adds android.ttl from the attempt).
-func Encode(n *wire.Notification) ([]byte, error) { return encode(n, nil) }
+func Encode(n *wire.Notification) ([]byte, error) { return encode(n, nil, "") }
 
 // encode returns the request body for n, with ttl as android.ttl if not
-// nil: the JSON value the firebase SDK's json.Marshal of its send request
-// makes for Build(n), written in one pass straight from n, without Build's
+// nil and collapseKey as android.collapse_key if not empty: the JSON value
+// the firebase SDK's json.Marshal of its send request makes for Build(n)
+// with those set, written in one pass straight from n, without Build's
 // map or reflection (the tests compare the two). The data members come out
 // in eachData's order, not sorted (JSON objects are unordered; FCM does not
 // care). It returns an error for a message the SDK would refuse to send;
 // the errors name fields, never values.
-func encode(n *wire.Notification, ttl *time.Duration) ([]byte, error) {
-	return appendRequest(nil, n, ttl)
+func encode(n *wire.Notification, ttl *time.Duration, collapseKey string) ([]byte, error) {
+	return appendRequest(nil, n, ttl, collapseKey)
 }
 
 // appendRequest appends encode's request body for n to dst, grown once to
 // hold it.
-func appendRequest(dst []byte, n *wire.Notification, ttl *time.Duration) ([]byte, error) {
+func appendRequest(dst []byte, n *wire.Notification, ttl *time.Duration, collapseKey string) ([]byte, error) {
 	switch {
 	case n.DeviceID == "":
 		return nil, errors.New("no device token (message.token)")
 	case ttl != nil && *ttl < 0:
 		return nil, errors.New("message.android.ttl must not be negative")
 	}
-	o := jsonobject.Open(slices.Grow(dst, requestSizeHint(n)))
+	o := jsonobject.Open(slices.Grow(dst, requestSizeHint(n)+len(collapseKey)))
 	msg := o.Object("message")
 	// The SDK's order: data, android, token.
 	data := msg.Object("data")
@@ -47,6 +48,7 @@ func appendRequest(dst []byte, n *wire.Notification, ttl *time.Duration) ([]byte
 		var buf [32]byte
 		android.Raw("ttl", appendTTL(buf[:0], *ttl))
 	}
+	android.Optional("collapse_key", collapseKey)
 	android.String("priority", androidPriority)
 	msg.End(android)
 	msg.String("token", n.DeviceID)

@@ -188,3 +188,28 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeCollapseKey: a redelivery's android.collapse_key (the ack id,
+// escaped where it must be) comes out as the SDK writes
+// AndroidConfig.CollapseKey, next to the TTL.
+func TestEncodeCollapseKey(t *testing.T) {
+	for _, key := range []string{"ack-1", "ack\"with\\escapes\u2028", ""} {
+		n := base(wire.TypeMessage)
+		n.DeviceID, n.AckID = "device-1", key
+		ttl := time.Hour
+		m := fcm.Build(&n)
+		m.Android.TTL, m.Android.CollapseKey = &ttl, key
+		want, err := json.Marshal(sdkRequest{Message: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fcm.EncodeCollapse(&n, &ttl, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, got, want)
+		if key != "" && !bytes.Contains(got, []byte(`"collapse_key"`)) {
+			t.Errorf("%q: no collapse_key in %s", key, got)
+		}
+	}
+}

@@ -2,8 +2,10 @@ package fcm
 
 import (
 	"strconv"
+	"strings"
 
 	"firebase.google.com/go/v4/messaging"
+	"github.com/kyokomi/emoji/v2"
 
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
@@ -78,7 +80,7 @@ func eachData(n *wire.Notification, set func(k, v string)) {
 		setIf(set, "team_id", n.TeamID)
 		setIf(set, "sender_id", n.SenderID)
 		setIf(set, "sender_name", n.SenderName)
-		setIf(set, "message", n.Message)
+		setIf(set, "message", expandEmoji(n.Message)) // the text itself, passed on (policy full)
 		setIf(set, "channel_name", n.ChannelName)
 		setIf(set, "post_id", n.PostID)
 		setIf(set, "override_username", n.OverrideUsername)
@@ -92,4 +94,14 @@ func setIf(set func(k, v string), k, v string) {
 	if v != "" {
 		set(k, v)
 	}
+}
+
+// expandEmoji turns shortcodes (":tada:") into emoji in a message's text,
+// as Mattermost's push proxy does and the APNs provider does too. Text
+// without a colon is returned as is, at no cost.
+func expandEmoji(s string) string {
+	if strings.IndexByte(s, ':') < 0 {
+		return s
+	}
+	return emoji.Sprint(s)
 }

@@ -79,7 +79,7 @@ var buildCases = []struct {
 			return n
 		},
 		data: with(always(wire.TypeMessage), "badge", "3", "post_id", "post-1", "team_id", "team-1",
-			"sender_id", "user-1", "sender_name", "alice", "message", "hello :tada:", "channel_name", "town-square"),
+			"sender_id", "user-1", "sender_name", "alice", "message", "hello \U0001F389 ", "channel_name", "town-square"), // shortcodes expanded (emoji.Sprint pads with a space)
 	},
 	{
 		name: "message, stripped: removed fields are absent",

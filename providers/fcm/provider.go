@@ -103,16 +103,20 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 		defer cancel()
 	}
 	var ttl *time.Duration
-	if at, ok := providers.AttemptFrom(ctx); ok && !at.Expires.IsZero() {
-		// FCM keeps the message for a phone that is offline no longer than it is worth.
-		d := max(time.Until(at.Expires).Truncate(time.Second), 0)
-		ttl = &d
+	var collapseKey string
+	if at, ok := providers.AttemptFrom(ctx); ok {
+		if !at.Expires.IsZero() {
+			// FCM keeps the message for a phone that is offline no longer than it is worth.
+			d := max(time.Until(at.Expires).Truncate(time.Second), 0)
+			ttl = &d
+		}
+		collapseKey = redeliveryCollapseKey(at, n)
 	}
 	// The egress transport is done with the body when RoundTrip returns.
 	body := providers.GetBuffer()
 	defer providers.PutBuffer(body)
 	var err error
-	if *body, err = appendRequest(*body, n, ttl); err != nil {
+	if *body, err = appendRequest(*body, n, ttl, collapseKey); err != nil {
 		return providers.Permanent(ReasonOther, scrub(fmt.Errorf("fcm: message not sent: %w", err), n.DeviceID))
 	}
 	tok, err := p.tokens.get(ctx)
@@ -132,6 +136,19 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 		return p.transportResult(ctx, err, n.DeviceID)
 	}
 	return classify(resp.StatusCode, resp.Header.Get("Retry-After"), answer, p.host, n.DeviceID)
+}
+
+// redeliveryCollapseKey is the android.collapse_key of an attempt: the ack
+// id for a redelivery (an attempt that follows one which may have reached
+// FCM), so that, while the phone is offline, FCM keeps one of the two
+// copies, as APNs does with apns-collapse-id; "" for a first attempt, or
+// without an ack id. FCM keeps at most four collapse keys per device at a
+// time, so only the rare redeliveries carry one.
+func redeliveryCollapseKey(at providers.Attempt, n *wire.Notification) string {
+	if !at.Redelivery {
+		return ""
+	}
+	return n.AckID
 }
 
 // hostPort returns the host[:port] of a URL already checked.
