@@ -2,12 +2,15 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/pushrelay/pushrelay/providers/fcm"
 	"github.com/pushrelay/pushrelay/providers/upstream"
 	"github.com/pushrelay/pushrelay/relay/spool"
+	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
 // Config is the relay's whole configuration, as read from YAML. Every key
@@ -37,6 +41,9 @@ type Config struct {
 	Delivery DeliveryConfig `yaml:"delivery"`
 	Spool    spool.Config   `yaml:"spool"`
 	Log      LogConfig      `yaml:"log"`
+
+	// lines holds the file line of each key, for ordering problems.
+	lines map[string]int
 
 	// Migrated is set when the file was a mattermost-push-proxy config.json
 	// converted on the fly (see Migrate): what each of its keys became. The
@@ -132,75 +139,301 @@ func Defaults() Config {
 }
 
 // LoadConfig reads the YAML file at path over the defaults, applies
-// PUSHRELAY_* environment overrides and validates the result. Every error
-// names the key at fault.
+// PUSHRELAY_* environment overrides and validates the result. Relative file
+// paths in the file (credentials, certificates, secrets, spool.dir) are
+// taken relative to the file's directory, not the working directory. An
+// environment variable PUSHRELAY_* that names no key is an error. The error
+// is a Problems listing every problem found, in file order, each naming
+// its key.
 //
 // The file may also be mattermost-push-proxy's config.json: it is converted
-// with Migrate (the proxy's HTTPS_PROXY read from the environment), and
-// Config.Migrated says what each of its keys became.
+// with MigrateFile (the proxy's HTTPS_PROXY read from the environment), and
+// Config.Migrated says what each of its keys became; errors name the old
+// file's JSON keys.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if IsOldProxyConfig(data) {
-		converted, mapped, err := Migrate(data, os.LookupEnv)
-		if err != nil {
-			return nil, fmt.Errorf("config %s (a mattermost-push-proxy config.json): %w", path, err)
-		}
-		cfg, err := ParseConfig(converted, os.LookupEnv)
-		if err != nil {
-			return nil, fmt.Errorf("config %s (a mattermost-push-proxy config.json; run pushrelay migrate %s to see the converted YAML): %w", path, path, err)
-		}
-		cfg.Migrated = mapped
-		return cfg, nil
-	}
-	cfg, err := ParseConfig(data, os.LookupEnv)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	cfg, probs, old := loadConfig(path, os.LookupEnv, os.Environ())
+	if len(probs) > 0 {
+		return nil, configError(path, old, cfg == nil, probs)
 	}
 	return cfg, nil
 }
 
+// configError names the file; for the old proxy's file, says so, and
+// unless it could not be read, how to see the YAML it becomes.
+func configError(path string, old, unread bool, probs Problems) error {
+	if old && unread {
+		return fmt.Errorf("config %s (a mattermost-push-proxy config.json): %w", path, probs)
+	}
+	if old {
+		return fmt.Errorf("config %s (a mattermost-push-proxy config.json; pushrelay migrate %s prints the YAML it becomes, "+
+			"to complete): %w", path, path, probs)
+	}
+	return fmt.Errorf("config %s: %w", path, probs)
+}
+
+// CheckConfig is LoadConfig, and then loads every credential, secret and
+// certificate the configuration names, as the relay would at startup,
+// without opening the spool, a listener or a connection. It reports every
+// problem at once, in file order, where LoadConfig would stop before the
+// credentials.
+func CheckConfig(path string) (*Config, error) {
+	cfg, probs, old := loadConfig(path, os.LookupEnv, os.Environ())
+	if cfg != nil {
+		probs = append(probs, checkCredentials(cfg, probs)...)
+		probs.sort()
+	}
+	if len(probs) > 0 {
+		return nil, configError(path, old, cfg == nil, probs)
+	}
+	return cfg, nil
+}
+
+// Problem is one thing wrong in a configuration: its message names the key.
+type Problem struct {
+	Line int // the line of the key in the file, 0 when not from the file
+	Err  error
+}
+
+// Problems lists every problem of a configuration, in file order; those
+// that do not come from a line of the file (environment variables,
+// defaults) last.
+type Problems []Problem
+
+// Error lists the problems one per line.
+func (p Problems) Error() string {
+	if len(p) == 1 {
+		return p[0].Err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d problems:", len(p))
+	for _, pr := range p {
+		b.WriteString("\n")
+		b.WriteString(pr.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the problems' errors, for errors.Is and errors.As.
+func (p Problems) Unwrap() []error {
+	out := make([]error, len(p))
+	for i, pr := range p {
+		out[i] = pr.Err
+	}
+	return out
+}
+
+func (p Problems) sort() {
+	slices.SortStableFunc(p, func(a, b Problem) int {
+		switch {
+		case a.Line == b.Line:
+			return 0
+		case a.Line == 0:
+			return 1
+		case b.Line == 0:
+			return -1
+		}
+		return a.Line - b.Line
+	})
+}
+
+// envNotKeys are PUSHRELAY_* variables that are not configuration keys.
+var envNotKeys = []string{"PUSHRELAY_CONFIG", "PUSHRELAY_BENCH_LOOKALIKES", "PUSHRELAY_HELM"}
+
+// loadConfig is LoadConfig; old says the file was the old proxy's.
+func loadConfig(path string, lookupEnv func(string) (string, bool), environ []string) (cfg *Config, probs Problems, old bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{Err: err}}, false
+	}
+	known := envKeys(reflect.TypeOf(Config{}), "PUSHRELAY")
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PUSHRELAY_") || slices.Contains(envNotKeys, name) || slices.Contains(known, name) {
+			continue
+		}
+		hint := ""
+		if strings.HasPrefix(name, "PUSHRELAY_APPS") || strings.HasPrefix(name, "PUSHRELAY_POLICY_RULES") {
+			hint = " (apps and policy.rules come from the file only)"
+		}
+		probs = append(probs, Problem{Err: fmt.Errorf("%s: this environment variable names no configuration key%s", name, hint)})
+	}
+	if IsOldProxyConfig(data) {
+		mig, err := migrateConfig(data, oldProxyDir(path), lookupEnv)
+		if err != nil {
+			return nil, append(Problems{{Err: err}}, probs...), true
+		}
+		cfg, more := parse(mig.yaml, "", lookupEnv)
+		for i := range more {
+			more[i].Err = oldKeyError(more[i].Err, mig.sources)
+		}
+		cfg.Migrated = mig.notes
+		return cfg, append(more, probs...), true
+	}
+	cfg, more := parse(data, filepath.Dir(path), lookupEnv)
+	return cfg, append(more, probs...), false
+}
+
+// oldKeyError renames the converted YAML's key an error starts with to the
+// old file's JSON key it came from, and drops the YAML's line number.
+func oldKeyError(err error, sources map[string]string) error {
+	msg := yamlLineSuffix.ReplaceAllString(err.Error(), "")
+	key, rest, ok := strings.Cut(msg, ": ")
+	if !ok {
+		return errors.New(msg)
+	}
+	for k := key; k != ""; {
+		if src, ok := sources[k]; ok {
+			return fmt.Errorf("%s (%s): %s", src, key, rest)
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return errors.New(msg)
+}
+
+var yamlLineSuffix = regexp.MustCompile(` \(line \d+\)`)
+
 // ParseConfig is LoadConfig on bytes, with lookupEnv standing in for the
-// environment (nil for none).
+// environment (nil for none). Relative paths stay relative to the working
+// directory.
 func ParseConfig(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg, probs := parse(data, "", lookupEnv)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return cfg, nil
+}
+
+// parse decodes data over the defaults, makes relative paths of the file
+// relative to dir (unless dir is ""), applies the environment and
+// validates. It returns the configuration (nil only when data is not
+// YAML) and every problem, in file order.
+func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Config, Problems) {
 	cfg := Defaults()
+	var probs Problems
+	keyLines := map[string]int{}
 	if len(bytes.TrimSpace(data)) > 0 {
 		var doc yaml.Node
 		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return nil, err
+			return nil, Problems{{Err: err}}
 		}
 		lines := map[int]string{}
 		if len(doc.Content) > 0 {
-			if err := checkKeys(doc.Content[0], reflect.TypeOf(cfg), "", lines); err != nil {
-				return nil, err
-			}
+			var shape []Problem
+			checkKeys(doc.Content[0], reflect.TypeOf(cfg), "", lines, keyLines, &shape)
+			probs = append(probs, shape...)
 			if err := doc.Content[0].Decode(&cfg); err != nil {
-				return nil, keyedYAMLError(err, lines)
+				for _, p := range keyedYAMLErrors(err, lines) {
+					if !slices.ContainsFunc(shape, func(s Problem) bool { return s.Line == p.Line && p.Line != 0 }) {
+						probs = append(probs, p)
+					}
+				}
 			}
 		}
+	}
+	cfg.lines = keyLines
+	if dir != "" {
+		cfg.resolvePaths(dir)
 	}
 	if lookupEnv != nil {
 		if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "PUSHRELAY", "", lookupEnv); err != nil {
-			return nil, err
+			probs = append(probs, Problem{Err: err})
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	for _, err := range cfg.problems() {
+		probs = append(probs, Problem{Line: lineOf(err, keyLines), Err: err})
 	}
-	return &cfg, nil
+	probs.sort()
+	return &cfg, probs
 }
 
-// checkKeys walks the YAML tree against the Go type and refuses any key the
-// type does not have, naming its full path. It also records which key each
-// line holds, so that type errors can name their key too.
-func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[int]string) error {
+// lineOf finds the file line of the key an error message starts with (or
+// of the nearest enclosing key the file has), 0 when the file has none.
+func lineOf(err error, keyLines map[string]int) int {
+	key, _, _ := strings.Cut(err.Error(), ":")
+	key, _, _ = strings.Cut(key, ",")
+	key, _, _ = strings.Cut(key, " ")
+	for key != "" {
+		if l, ok := keyLines[key]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+// resolvePaths makes every relative file path of c relative to dir.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.TLS.CertFile)
+	abs(&c.TLS.KeyFile)
+	abs(&c.TLS.ClientCAFile)
+	abs(&c.Auth.SecretsFile)
+	abs(&c.Egress.CAFile)
+	abs(&c.Spool.Dir)
+	for i := range c.Apps {
+		if a := c.Apps[i].APNs; a != nil {
+			abs(&a.AuthKeyFile)
+			abs(&a.CertFile)
+			abs(&a.CertPasswordFile)
+		}
+		if f := c.Apps[i].FCM; f != nil {
+			abs(&f.ServiceAccountFile)
+		}
+	}
+}
+
+// envKeys lists the PUSHRELAY_* names applyEnv reads for t.
+func envKeys(t reflect.Type, env string) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t == durationType {
+		if t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.String {
+			return nil // lists of mappings come from the file only
+		}
+		return []string{env}
+	}
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" {
+			continue
+		}
+		out = append(out, envKeys(t.Field(i).Type, env+"_"+strings.ToUpper(name))...)
+	}
+	return out
+}
+
+// checkKeys walks the YAML tree against the Go type and reports every key
+// the type does not have, naming its full path, and every value of the
+// wrong shape. It also records which key each line holds, so that type
+// errors can name their key too.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[int]string, keyLines map[string]int, probs *[]Problem) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if path != "" {
-		lines[n.Line] = path
+		if _, ok := lines[n.Line]; !ok {
+			lines[n.Line] = path
+		}
+		if _, ok := keyLines[path]; !ok {
+			keyLines[path] = n.Line
+		}
+	}
+	bad := func(line int, format string, args ...any) {
+		*probs = append(*probs, Problem{Line: line, Err: fmt.Errorf(format, args...)})
 	}
 	switch {
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
@@ -209,27 +442,24 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[int]string) 
 			f, ok := fieldByTag(t, k.Value)
 			key := join(path, k.Value)
 			if !ok {
-				return fmt.Errorf("%s: unknown key (line %d)", key, k.Line)
+				bad(k.Line, "%s: unknown key (line %d)", key, k.Line)
+				continue
 			}
 			lines[k.Line] = key
-			if err := checkKeys(v, f.Type, key, lines); err != nil {
-				return err
-			}
+			keyLines[key] = k.Line
+			checkKeys(v, f.Type, key, lines, keyLines, probs)
 		}
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
-			if err := checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines); err != nil {
-				return err
-			}
+			checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines, keyLines, probs)
 		}
 	case n.Kind == yaml.MappingNode && t.Kind() != reflect.Map:
-		return fmt.Errorf("%s: expected a single value, got a mapping (line %d)", path, n.Line)
+		bad(n.Line, "%s: expected a single value, got a mapping (line %d)", path, n.Line)
 	case n.Kind == yaml.SequenceNode:
-		return fmt.Errorf("%s: expected %s, got a list (line %d)", path, kindName(t), n.Line)
+		bad(n.Line, "%s: expected %s, got a list (line %d)", path, kindName(t), n.Line)
 	case n.Kind == yaml.ScalarNode && (t.Kind() == reflect.Struct || t.Kind() == reflect.Slice) && n.Tag != "!!null":
-		return fmt.Errorf("%s: expected %s, got %q (line %d)", path, kindName(t), n.Value, n.Line)
+		bad(n.Line, "%s: expected %s, got %q (line %d)", path, kindName(t), n.Value, n.Line)
 	}
-	return nil
 }
 
 func kindName(t reflect.Type) string {
@@ -261,28 +491,28 @@ func join(path, key string) string {
 
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
 
-// keyedYAMLError rewrites yaml's "line N: cannot unmarshal ..." into
-// "KEY: cannot unmarshal ... (line N)".
-func keyedYAMLError(err error, lines map[int]string) error {
+// keyedYAMLErrors rewrites yaml's "line N: cannot unmarshal ..." into
+// "KEY: cannot unmarshal ... (line N)", one problem each.
+func keyedYAMLErrors(err error, lines map[int]string) []Problem {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return err
+		return []Problem{{Err: err}}
 	}
-	msgs := make([]string, 0, len(te.Errors))
+	out := make([]Problem, 0, len(te.Errors))
 	for _, e := range te.Errors {
 		m := yamlLine.FindStringSubmatch(e)
 		if m == nil {
-			msgs = append(msgs, e)
+			out = append(out, Problem{Err: errors.New(e)})
 			continue
 		}
 		line, _ := strconv.Atoi(m[1])
 		if key, ok := lines[line]; ok {
-			msgs = append(msgs, fmt.Sprintf("%s: %s (line %d)", key, m[2], line))
+			out = append(out, Problem{Line: line, Err: fmt.Errorf("%s: %s (line %d)", key, m[2], line)})
 		} else {
-			msgs = append(msgs, e)
+			out = append(out, Problem{Line: line, Err: errors.New(e)})
 		}
 	}
-	return errors.New(strings.Join(msgs, "; "))
+	return out
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -355,8 +585,16 @@ func applyEnv(v reflect.Value, env, key string, lookup func(string) (string, boo
 }
 
 // Validate checks every key that can be checked without reading files or
-// touching the network. Errors name the key.
+// touching the network. Errors name the key; all of them are returned,
+// joined.
 func (c *Config) Validate() error {
+	return errors.Join(c.problems()...)
+}
+
+// appleID matches Apple's 10-character key and team ids.
+var appleID = regexp.MustCompile(`^[A-Z0-9]{10}$`)
+
+func (c *Config) problems() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if err := checkAddr(c.Listen); err != nil {
@@ -436,6 +674,9 @@ func (c *Config) Validate() error {
 			add("%s.platform: required (a Mattermost platform name such as apple_rn, or \"*\")", key)
 		} else if j, dup := seen[a.Platform]; dup {
 			add("%s.platform: %q is already configured by apps[%d]", key, a.Platform, j)
+		} else if base, _ := wire.SplitPlatform(a.Platform); base != a.Platform {
+			add("%s.platform: %q is never routed to: Mattermost's -vN suffix (the app's version) is removed before the "+
+				"lookup; use %q", key, a.Platform, base)
 		}
 		seen[a.Platform] = i
 		n := 0
@@ -443,6 +684,12 @@ func (c *Config) Validate() error {
 			n++
 			if err := a.APNs.Validate(); err != nil {
 				add("%s.%v", key, err)
+			}
+			if a.APNs.KeyID != "" && !appleID.MatchString(a.APNs.KeyID) {
+				add("%s.apns.key_id: %q is not an Apple key id (10 capital letters and digits, as in AuthKey_ABC123DEFG.p8)", key, a.APNs.KeyID)
+			}
+			if a.APNs.TeamID != "" && !appleID.MatchString(a.APNs.TeamID) {
+				add("%s.apns.team_id: %q is not an Apple team id (10 capital letters and digits, under Membership in your Apple developer account)", key, a.APNs.TeamID)
 			}
 		}
 		if a.FCM != nil {
@@ -455,13 +702,16 @@ func (c *Config) Validate() error {
 			n++
 			if err := a.Upstream.Validate(); err != nil {
 				add("%s.%v", key, err)
+			} else if strings.HasPrefix(strings.ToLower(a.Upstream.URL), "http://") {
+				add("%s.upstream.url: http:// is refused: a push proxy is reached over TLS only (https://...), "+
+					"and notifications never cross a network in clear text", key)
 			}
 		}
 		if n != 1 {
 			add("%s: needs exactly one of apns, fcm or upstream", key)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func checkAddr(addr string) error {
@@ -476,4 +726,72 @@ func checkAddr(addr string) error {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	return nil
+}
+
+// checkCredentials loads what each part of cfg names that has no problem
+// yet (probs): each app's provider credentials, the shared secrets, the TLS
+// certificates, as the relay would at startup. Each error names its key.
+func checkCredentials(cfg *Config, probs Problems) Problems {
+	has := func(prefix string) bool {
+		return slices.ContainsFunc(probs, func(p Problem) bool {
+			msg := p.Err.Error()
+			return strings.HasPrefix(msg, prefix+".") || strings.HasPrefix(msg, prefix+":") || strings.HasPrefix(msg, prefix+" (")
+		})
+	}
+	var out Problems
+	add := func(_ string, err error) {
+		out = append(out, Problem{Line: lineOf(err, cfg.lines), Err: err})
+	}
+	if !has("egress") {
+		var hosts []string
+		for i, a := range cfg.Apps {
+			if has(fmt.Sprintf("apps[%d]", i)) {
+				continue
+			}
+			h, err := AppHosts(&Config{Apps: []AppConfig{a}})
+			if err != nil {
+				add(fmt.Sprintf("apps[%d]", i), fmt.Errorf("apps[%d]%s", i, strings.TrimPrefix(err.Error(), "apps[0]")))
+				continue
+			}
+			hosts = append(hosts, h...)
+		}
+		eg, err := egress.New(cfg.Egress, hosts, nil)
+		if err != nil {
+			add("egress", err)
+		} else {
+			for i, a := range cfg.Apps {
+				key := fmt.Sprintf("apps[%d]", i)
+				if has(key) || slices.ContainsFunc(out, func(p Problem) bool { return strings.HasPrefix(p.Err.Error(), key) }) {
+					continue
+				}
+				var p any
+				var err error
+				switch {
+				case a.APNs != nil:
+					p, err = apns.New(*a.APNs, eg)
+				case a.FCM != nil:
+					p, err = fcm.New(context.Background(), *a.FCM, eg)
+				case a.Upstream != nil:
+					p, err = upstream.New(*a.Upstream, eg)
+				}
+				if err != nil {
+					add(key, fmt.Errorf("%s.%w", key, err))
+				} else if c, ok := p.(interface{ Close() }); ok {
+					c.Close()
+				}
+			}
+			eg.CloseIdleConnections()
+		}
+	}
+	if !has("auth") {
+		if _, err := newAuthorizer(cfg.Auth); err != nil {
+			add("auth", err)
+		}
+	}
+	if cfg.TLS.CertFile != "" && !has("tls") {
+		if _, err := serverTLS(cfg.TLS); err != nil {
+			add("tls", err)
+		}
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +94,81 @@ func TestParseConfigEnvOverrides(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "delivery.timeout (from PUSHRELAY_DELIVERY_TIMEOUT)") {
 		t.Errorf("bad env value: got %v", err)
+	}
+}
+
+// TestConfigListsEveryProblemInFileOrder: one run of check names every
+// problem, in the order of the file, each with its key; configurations that
+// can never work are refused.
+func TestConfigListsEveryProblemInFileOrder(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pushrelay.yaml")
+	yaml := `listen: ":8066"
+tls: {cert_file: relay.crt}
+limits: {max_body_bytes: 0}
+lisen: ":1"
+apps:
+  - platform: apple_rn-v2
+    apns: {topic: com.example.mm, auth_key_file: AuthKey.p8, key_id: ABC, team_id: TEAM123456}
+  - platform: android_rn
+    fcm: {service_account_file: missing.json}
+  - platform: "*"
+    upstream: {url: "http://push.example.com"}
+log: {format: xml}
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{"PUSHRELAY_EGRES_PROXY=http://p:3128", "PUSHRELAY_CONFIG=x", "PUSHRELAY_LOG_LEVEL=info", "HOME=/root"}
+	cfg, probs, _ := loadConfig(path, func(k string) (string, bool) { return "", false }, environ)
+	if cfg == nil {
+		t.Fatal("no configuration to check further")
+	}
+	probs = append(probs, checkCredentials(cfg, probs)...)
+	probs.sort()
+	want := []string{
+		"tls: cert_file and key_file go together",
+		"limits.max_body_bytes: must be positive",
+		"lisen: unknown key (line 4)",
+		`apps[0].platform: "apple_rn-v2" is never routed to`,
+		`apps[0].apns.key_id: "ABC" is not an Apple key id`,
+		"apps[1].fcm.service_account_file:",
+		"apps[2].upstream.url: http:// is refused",
+		`log.format: "xml" is not json or text`,
+		"PUSHRELAY_EGRES_PROXY: this environment variable names no configuration key",
+	}
+	if len(probs) != len(want) {
+		t.Errorf("%d problems, want %d:\n%v", len(probs), len(want), probs)
+	}
+	for i, w := range want {
+		if i >= len(probs) || !strings.HasPrefix(probs[i].Err.Error(), w) {
+			t.Errorf("problem %d: want %q, in:\n%v", i, w, probs)
+		}
+	}
+	if !strings.Contains(probs.Error(), filepath.Join(dir, "missing.json")) {
+		t.Errorf("the service account path is not taken relative to the config file's directory:\n%v", probs)
+	}
+}
+
+// TestLoadConfigPathsRelativeToTheFile: relative paths in a config file are
+// relative to its directory, whatever the working directory.
+func TestLoadConfigPathsRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pushrelay.yaml")
+	if err := os.WriteFile(path, []byte(minimalYAML+"spool: {dir: spool}\nauth: {secrets_file: /etc/pushrelay/secrets}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, probs, _ := loadConfig(path, nil, nil)
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	if got := cfg.Apps[0].APNs.AuthKeyFile; got != filepath.Join(dir, "AuthKey.p8") {
+		t.Errorf("auth_key_file = %q", got)
+	}
+	if got := cfg.Apps[1].FCM.ServiceAccountFile; got != filepath.Join(dir, "firebase.json") {
+		t.Errorf("service_account_file = %q", got)
+	}
+	if cfg.Spool.Dir != filepath.Join(dir, "spool") || cfg.Auth.SecretsFile != "/etc/pushrelay/secrets" {
+		t.Errorf("spool.dir = %q, auth.secrets_file = %q", cfg.Spool.Dir, cfg.Auth.SecretsFile)
 	}
 }

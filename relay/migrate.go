@@ -84,35 +84,86 @@ func IsOldProxyConfig(data []byte) bool {
 // old key became (for a log line). lookupEnv (nil for none) reads
 // HTTPS_PROXY and HTTP_PROXY, through which the old proxy sent; only their
 // host is mentioned. No secret of the old file (ApplePushCertPassword,
-// AndroidApiKey, proxy credentials) is written into the output. Errors
-// name the JSON key at fault.
+// AndroidApiKey, proxy credentials) is written into the output.
+//
+// It always returns the YAML it can make: an entry that still lacks a
+// credential is written with that key empty and a comment naming the key to
+// fill (and the notes say so too), so that pushrelay check lists what is
+// left to do. It fails only when the input cannot be read: not JSON, or a
+// value of the wrong type; the error names the JSON key at fault. Relative
+// paths are kept as they are; MigrateFile makes them absolute.
 func Migrate(oldJSON []byte, lookupEnv func(string) (string, bool)) (yamlOut []byte, mapped []string, err error) {
+	r, err := migrateConfig(oldJSON, "", lookupEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.yaml, r.notes, nil
+}
+
+// MigrateFile is Migrate for the old proxy's config file at path: relative
+// paths in it (AppleAuthKeyFile, ApplePushCertPrivate, ServiceFileLocation)
+// are made absolute against the directory the old proxy ran in (its install
+// directory, the parent of the file's config/ directory, or else the file's
+// own directory), with a comment saying so, so that the YAML works wherever
+// it is saved.
+func MigrateFile(path string, oldJSON []byte, lookupEnv func(string) (string, bool)) (yamlOut []byte, mapped []string, err error) {
+	r, err := migrateConfig(oldJSON, oldProxyDir(path), lookupEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.yaml, r.notes, nil
+}
+
+// oldProxyDir guesses the working directory of the old proxy whose config
+// file is at path: mattermost-push-proxy runs from its install directory
+// with its config in config/ below it.
+func oldProxyDir(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	dir := filepath.Dir(abs)
+	if filepath.Base(dir) == "config" {
+		return filepath.Dir(dir)
+	}
+	return dir
+}
+
+// migrated is one conversion's result: the YAML, the notes, and for each
+// YAML key of an app the JSON key it came from (to name it in errors).
+type migrated struct {
+	yaml    []byte
+	notes   []string
+	sources map[string]string
+}
+
+func migrateConfig(oldJSON []byte, dir string, lookupEnv func(string) (string, bool)) (*migrated, error) {
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
 	var old oldConfig
 	if err := decodeOld(oldJSON, "", &old); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	unknown, err := unknownKeys(oldJSON, "", oldConfig{})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	m := &migration{}
+	m := &migration{dir: dir, sources: map[string]string{}}
 	w := &m.out
 
-	// Apps first: they decide whether there is anything to serve.
+	// Apps first: their unknown keys belong in the header.
 	var apps bytes.Buffer
 	n, err := m.apps(&apps, old, &unknown)
 	if err != nil {
-		return nil, nil, err
-	}
-	if n == 0 {
-		return nil, nil, errors.New("ApplePushSettings, AndroidPushSettings: no entry can be served (see the comments of pushrelay migrate), so there is nothing to relay")
+		return nil, err
 	}
 
 	w.comment(0, "pushrelay configuration converted from a mattermost-push-proxy config.json by `pushrelay migrate`.")
 	w.comment(0, "Read every comment, then validate it: pushrelay check --config pushrelay.yaml")
+	if len(m.fill) > 0 {
+		w.comment(0, "Still to fill in (each marked FILL below): "+strings.Join(m.fill, ", "))
+	}
 	if len(unknown) > 0 {
 		w.comment(0, "Keys of the old file that pushrelay does not know, not carried over: "+strings.Join(unknown, ", "))
 	}
@@ -123,24 +174,35 @@ func Migrate(oldJSON []byte, lookupEnv func(string) (string, bool)) (yamlOut []b
 		listen = ":8066"
 	}
 	if err := checkAddr(listen); err != nil {
-		return nil, nil, fmt.Errorf("ListenAddress: %v", err)
+		w.kv(0, "listen", yamlString(":8066"), fmt.Sprintf("ListenAddress %q is not host:port (%v): the old proxy's default is used", commentSafe(listen), err))
+		m.note(`ListenAddress -> listen ":8066" (the old value is not host:port)`)
+	} else {
+		w.kv(0, "listen", yamlString(listen), "ListenAddress")
+		m.note("ListenAddress -> listen")
 	}
-	w.kv(0, "listen", yamlString(listen), "ListenAddress")
-	m.note("ListenAddress -> listen")
 	w.line("")
 
 	m.limits(old)
 	m.metrics(old)
 
 	w.comment(0, "The old proxy sent on whatever the Mattermost server sent. With id_only (recommended) only ids leave: "+
-		"the app fetches the content from your Mattermost server over its own connection. Choose full to keep "+
-		"the old behaviour, or generic / generic_no_channel in between.")
+		"the app fetches the content from your Mattermost server over its own connection, and shows it only when that "+
+		"server is licensed (Professional or Enterprise) and reachable from the phone (VPN); otherwise the phone shows "+
+		"\"You've received a new message.\" (see \"What the phone shows\" in the README). Choose full to keep the old "+
+		"behaviour, or generic / generic_no_channel in between.")
 	w.line("policy:")
 	w.kv(1, "mode", "id_only", "")
 	w.line("")
 
-	w.line("apps:")
-	w.out.Write(apps.Bytes())
+	if n == 0 {
+		w.comment(0, "FILL apps: the old file has no ApplePushSettings or AndroidPushSettings entry; add one per Mattermost platform.")
+		w.line("apps: []")
+		m.fill = append(m.fill, "apps")
+		m.note("ApplePushSettings, AndroidPushSettings -> none: FILL apps")
+	} else {
+		w.line("apps:")
+		w.out.Write(apps.Bytes())
+	}
 	w.line("")
 	m.notes = append(m.notes, m.appNotes...)
 
@@ -156,14 +218,30 @@ func Migrate(oldJSON []byte, lookupEnv func(string) (string, bool)) (yamlOut []b
 	if len(unknown) > 0 {
 		m.note("not carried over (unknown keys): " + strings.Join(unknown, ", "))
 	}
-	return w.out.Bytes(), m.notes, nil
+	if len(m.fill) > 0 {
+		m.note("FILL before use (pushrelay check lists them): " + strings.Join(m.fill, ", "))
+	}
+	return &migrated{yaml: w.out.Bytes(), notes: m.notes, sources: m.sources}, nil
 }
 
 // migration collects the YAML and the notes of one conversion.
 type migration struct {
 	out      yamlWriter
 	notes    []string
-	appNotes []string // what became of each app entry, listed after the top-level keys
+	appNotes []string          // what became of each app entry, listed after the top-level keys
+	fill     []string          // the YAML keys left empty that need a value
+	dir      string            // the old proxy's working directory, for relative paths; "" keeps them
+	sources  map[string]string // YAML key of an app -> the JSON key it came from
+}
+
+// path writes a file path of the old file, made absolute against m.dir
+// when it is relative, with a note saying so.
+func (m *migration) path(p, oldKey string) (value, note string) {
+	if p == "" || m.dir == "" || filepath.IsAbs(p) {
+		return p, oldKey
+	}
+	abs := filepath.Join(m.dir, p)
+	return abs, fmt.Sprintf("%s %s was relative to the old proxy's working directory, taken as %s: check it", oldKey, p, m.dir)
 }
 
 func (m *migration) note(s string) { m.notes = append(m.notes, s) }
@@ -219,23 +297,47 @@ func (m *migration) metrics(old oldConfig) {
 }
 
 // apps writes the apps list into buf and returns how many apps it holds.
-// unknown collects the unknown keys of the entries.
+// unknown collects the unknown keys of the entries. Only an entry that
+// cannot be decoded is an error; one that lacks a value is written with a
+// FILL comment naming the key.
 func (m *migration) apps(buf *bytes.Buffer, old oldConfig, unknown *[]string) (int, error) {
 	w := &yamlWriter{}
-	// Written also on error: the caller drops it then.
-	defer func() { buf.Write(w.out.Bytes()) }()
 	seen := map[string]string{} // platform -> JSON key that configured it
-	claim := func(key, typ string) error {
-		if typ == "" {
-			return fmt.Errorf("%s.Type: required (the Mattermost platform name, e.g. apple_rn)", key)
-		}
-		if prev, dup := seen[typ]; dup {
-			return fmt.Errorf("%s.Type: %q is already configured by %s", key, typ, prev)
-		}
-		seen[typ] = key
-		return nil
-	}
 	n := 0
+	// entry starts app n, from the JSON entry key: its platform line, or
+	// false when the entry is left out (a platform configured twice).
+	entry := func(key, typ string) bool {
+		app := fmt.Sprintf("apps[%d]", n)
+		if typ != "" {
+			if prev, dup := seen[typ]; dup {
+				w.comment(1, fmt.Sprintf("%s is not carried over: its Type %q is already configured by %s, and one platform "+
+					"goes to one app.", key, commentSafe(typ), prev))
+				m.appNote(key + " -> skipped: its Type is configured twice")
+				return false
+			}
+			seen[typ] = key
+		}
+		w.comment(1, key)
+		m.sources[app] = key
+		m.sources[app+".platform"] = key + ".Type"
+		if typ == "" {
+			m.fill = append(m.fill, app+".platform")
+			w.kv(1, "- platform", `""`, "FILL: "+key+".Type is empty: the Mattermost platform name the app registers with (e.g. apple_rn)")
+		} else {
+			w.line("  - platform: " + yamlString(typ))
+		}
+		return true
+	}
+	// value writes key: v, or an empty value with a FILL comment.
+	value := func(app, yamlKey, v, note, fillNote string) {
+		full := app + "." + yamlKey
+		if v == "" {
+			m.fill = append(m.fill, full)
+			w.kv(3, yamlKey[strings.LastIndexByte(yamlKey, '.')+1:], `""`, "FILL: "+fillNote)
+			return
+		}
+		w.kv(3, yamlKey[strings.LastIndexByte(yamlKey, '.')+1:], yamlString(v), note)
+	}
 	for i, raw := range old.ApplePushSettings {
 		key := fmt.Sprintf("ApplePushSettings[%d]", i)
 		var a oldApple
@@ -248,42 +350,50 @@ func (m *migration) apps(buf *bytes.Buffer, old oldConfig, unknown *[]string) (i
 		}
 		*unknown = append(*unknown, u...)
 		a.Type = strings.TrimSpace(a.Type)
-		if err := claim(key, a.Type); err != nil {
-			return 0, err
-		}
-		token := a.AppleAuthKeyFile != "" && a.AppleAuthKeyID != "" && a.AppleTeamID != ""
-		if !token && a.ApplePushCertPrivate == "" {
-			w.comment(1, key+" ("+a.Type+") is not carried over: it has neither a complete token key (AppleAuthKeyFile, "+
-				"AppleAuthKeyID, AppleTeamID) nor a certificate (ApplePushCertPrivate), so the old proxy could not send either.")
-			m.appNote(key + " -> skipped: no usable credentials")
+		if !entry(key, a.Type) {
 			continue
 		}
-		if strings.TrimSpace(a.ApplePushTopic) == "" {
-			return 0, fmt.Errorf("%s.ApplePushTopic: required (the app's bundle id, e.g. com.mattermost.rn)", key)
-		}
-		w.comment(1, key)
-		w.line("  - platform: " + yamlString(a.Type))
+		app := fmt.Sprintf("apps[%d]", n)
+		src := func(yamlKey, jsonKey string) { m.sources[app+"."+yamlKey] = key + "." + jsonKey }
+		src("apns.topic", "ApplePushTopic")
+		src("apns.auth_key_file", "AppleAuthKeyFile")
+		src("apns.key_id", "AppleAuthKeyID")
+		src("apns.team_id", "AppleTeamID")
+		src("apns.cert_file", "ApplePushCertPrivate")
 		w.line("    apns:")
-		w.kv(3, "topic", yamlString(a.ApplePushTopic), "ApplePushTopic")
-		if token {
-			w.kv(3, "auth_key_file", yamlString(a.AppleAuthKeyFile), "AppleAuthKeyFile")
-			w.kv(3, "key_id", yamlString(a.AppleAuthKeyID), "AppleAuthKeyID")
-			w.kv(3, "team_id", yamlString(a.AppleTeamID), "AppleTeamID")
-			if a.ApplePushCertPrivate != "" {
+		value(app, "apns.topic", strings.TrimSpace(a.ApplePushTopic), "ApplePushTopic",
+			key+".ApplePushTopic is empty: the app's bundle id (e.g. com.mattermost.rn)")
+		token := a.AppleAuthKeyFile != "" && a.AppleAuthKeyID != "" && a.AppleTeamID != ""
+		if token || a.ApplePushCertPrivate == "" {
+			if !token {
+				w.comment(3, "The old file has no complete token key (AppleAuthKeyFile, AppleAuthKeyID, AppleTeamID) and no "+
+					"certificate (ApplePushCertPrivate). Fill in the token key from your Apple developer account (Keys), or "+
+					"replace these three lines with cert_file: (and cert_password_file:) for certificate auth.")
+			}
+			file, note := m.path(a.AppleAuthKeyFile, "AppleAuthKeyFile")
+			value(app, "apns.auth_key_file", file, note, "the .p8 key file (AuthKey_XXXXXXXXXX.p8), readable by pushrelay")
+			value(app, "apns.key_id", a.AppleAuthKeyID, "AppleAuthKeyID", "the key's 10-character id")
+			value(app, "apns.team_id", a.AppleTeamID, "AppleTeamID", "your Apple team id (10 characters)")
+			if token && a.ApplePushCertPrivate != "" {
 				w.comment(3, "ApplePushCertPrivate is not used: with a complete token key the old proxy used token auth, as here.")
 			}
-			m.appNote(fmt.Sprintf("%s -> apps[%d] (%s, apns token auth)", key, n, a.Type))
+			if token {
+				m.appNote(fmt.Sprintf("%s -> %s (%s, apns token auth)", key, app, a.Type))
+			} else {
+				m.appNote(fmt.Sprintf("%s -> %s (%s, apns): FILL its credentials", key, app, a.Type))
+			}
 		} else {
 			if a.AppleAuthKeyFile != "" || a.AppleAuthKeyID != "" || a.AppleTeamID != "" {
 				w.comment(3, "AppleAuthKeyFile, AppleAuthKeyID and AppleTeamID are incomplete: certificate auth, as the old proxy did.")
 			}
-			w.kv(3, "cert_file", yamlString(a.ApplePushCertPrivate), "ApplePushCertPrivate")
-			m.appNote(fmt.Sprintf("%s -> apps[%d] (%s, apns certificate auth)", key, n, a.Type))
+			file, note := m.path(a.ApplePushCertPrivate, "ApplePushCertPrivate")
+			w.kv(3, "cert_file", yamlString(file), note)
+			m.appNote(fmt.Sprintf("%s -> %s (%s, apns certificate auth)", key, app, a.Type))
 			if a.ApplePushCertPassword != "" {
-				pwFile := filepath.Join(filepath.Dir(a.ApplePushCertPrivate), a.Type+".cert-password")
+				pwFile := filepath.Join(filepath.Dir(file), cmpOr(a.Type, "apple")+".cert-password")
 				w.comment(3, "ApplePushCertPassword is not copied here: write it into this file (one line, mode 0600).")
 				w.kv(3, "cert_password_file", yamlString(pwFile), "")
-				m.appNote(fmt.Sprintf("%s.ApplePushCertPassword -> write it into apps[%d].apns.cert_password_file %s", key, n, pwFile))
+				m.appNote(fmt.Sprintf("%s.ApplePushCertPassword -> write it into %s.apns.cert_password_file %s", key, app, pwFile))
 			}
 		}
 		w.kv(3, "development", strconv.FormatBool(a.ApplePushUseDevelopment), "ApplePushUseDevelopment")
@@ -301,33 +411,35 @@ func (m *migration) apps(buf *bytes.Buffer, old oldConfig, unknown *[]string) (i
 		}
 		*unknown = append(*unknown, u...)
 		a.Type = strings.TrimSpace(a.Type)
-		if err := claim(key, a.Type); err != nil {
-			return 0, err
-		}
-		sa, saKey := a.ServiceFileLocation, "ServiceFileLocation"
-		if sa == "" {
-			sa, saKey = a.ServiceAccountFile, "ServiceAccountFile"
-		}
-		if sa == "" {
-			w.comment(1, key+" ("+a.Type+") is not carried over: it has no ServiceFileLocation, only AndroidApiKey for "+
-				"Google's legacy FCM API, which Google has shut down. Create a service account key (Firebase console > "+
-				"Project settings > Service accounts > Generate new private key) and add:")
-			w.line("  #   - platform: " + yamlString(a.Type))
-			w.line("  #     fcm:")
-			w.line("  #       service_account_file: /path/to/firebase-service-account.json")
-			m.appNote(key + " -> skipped: no service account (AndroidApiKey is for Google's retired legacy API)")
+		if !entry(key, a.Type) {
 			continue
 		}
-		w.comment(1, key)
-		w.line("  - platform: " + yamlString(a.Type))
+		app := fmt.Sprintf("apps[%d]", n)
+		sa, saKey := a.ServiceFileLocation, "ServiceFileLocation"
+		if sa == "" && a.ServiceAccountFile != "" {
+			sa, saKey = a.ServiceAccountFile, "ServiceAccountFile"
+		}
+		m.sources[app+".fcm.service_account_file"] = key + "." + saKey
 		w.line("    fcm:")
-		w.kv(3, "service_account_file", yamlString(sa), saKey)
-		if a.AndroidAPIKey != "" {
+		if sa == "" {
+			text := "The old file has no ServiceFileLocation"
+			if a.AndroidAPIKey != "" {
+				text += ", only AndroidApiKey for Google's legacy FCM API, which Google has shut down (the key is not copied)"
+			}
+			w.comment(3, text+". Create a service account key (Firebase console > Project settings > Service accounts > "+
+				"Generate new private key) and name its file here.")
+			m.appNote(fmt.Sprintf("%s -> %s (%s, fcm): FILL its service account", key, app, a.Type))
+		} else {
+			m.appNote(fmt.Sprintf("%s -> %s (%s, fcm)", key, app, a.Type))
+		}
+		file, note := m.path(sa, saKey)
+		value(app, "fcm.service_account_file", file, note, "the Firebase service account key (JSON), readable by pushrelay")
+		if sa != "" && a.AndroidAPIKey != "" {
 			w.comment(3, "AndroidApiKey is not needed (and not copied): Google's legacy API is gone; the service account is used.")
 		}
-		m.appNote(fmt.Sprintf("%s -> apps[%d] (%s, fcm)", key, n, a.Type))
 		n++
 	}
+	buf.Write(w.out.Bytes())
 	return n, nil
 }
 

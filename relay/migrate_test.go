@@ -51,7 +51,9 @@ func TestMigrateGolden(t *testing.T) {
 		t.Errorf("the converted YAML differs from %s (rerun with -update if the change is intended):\n%s", golden, out)
 	}
 
-	cfg, err := relay.ParseConfig(out, nil)
+	// The legacy-key-only entry is left to fill: fill it, as the admin would.
+	filled := bytes.Replace(out, []byte(`service_account_file: ""`), []byte(`service_account_file: /etc/pushrelay/android.json`), 1)
+	cfg, err := relay.ParseConfig(filled, nil)
 	if err != nil {
 		t.Fatalf("the converted YAML does not parse: %v", err)
 	}
@@ -64,7 +66,7 @@ func TestMigrateGolden(t *testing.T) {
 		got, want any
 	}{
 		{"listen", cfg.Listen, ":8066"},
-		{"apps", strings.Join(platforms, ","), "apple,apple_rn,apple_rnbeta,android_rn"},
+		{"apps", strings.Join(platforms, ","), "apple,apple_rn,apple_rnbeta,android_rn,android"},
 		{"cert auth", cfg.Apps[0].APNs.CertFile, "/etc/mattermost-push-proxy/apple-push-cert.pem"},
 		{"cert password file", cfg.Apps[0].APNs.CertPasswordFile, "/etc/mattermost-push-proxy/apple.cert-password"},
 		{"token auth", cfg.Apps[1].APNs.KeyID + " " + cfg.Apps[1].APNs.TeamID, "ABC123DEFG TEAM123456"},
@@ -87,7 +89,7 @@ func TestMigrateGolden(t *testing.T) {
 		}
 	}
 	notes := strings.Join(mapped, "\n")
-	for _, want := range []string{"ListenAddress -> listen", "AndroidPushSettings[1] -> skipped", "ApplePushSettings[0].ApplePushCertPassword",
+	for _, want := range []string{"ListenAddress -> listen", "AndroidPushSettings[1] -> apps[4] (android, fcm): FILL its service account", "FILL before use (pushrelay check lists them): apps[4].fcm.service_account_file", "ApplePushSettings[0].ApplePushCertPassword",
 		"not carried over (unknown keys): MetricsPort, ApplePushSettings[2].ApplePushVoipTopic"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("notes lack %q:\n%s", want, notes)
@@ -154,10 +156,6 @@ func TestMigrateMapsEachKey(t *testing.T) {
 		{name: "HTTPS_PROXY wins, without its password", env: map[string]string{"HTTPS_PROXY": "https://bob:hunter2@px:8443", "HTTP_PROXY": "http://other:1"},
 			check: func(c *relay.Config) bool { return c.Egress.Proxy == "" },
 			has:   []string{"HTTPS_PROXY was https://px:8443 (its credentials not shown)"}, hasNo: []string{"hunter2", "bob", "other:1"}},
-		{name: "an apple entry without credentials is skipped",
-			extra: map[string]any{"ApplePushSettings": []map[string]any{{"Type": "apple", "ApplePushTopic": "t", "AppleAuthKeyFile": "k.p8"}}},
-			check: func(c *relay.Config) bool { return len(c.Apps) == 1 && c.Apps[0].Platform == "android_rn" },
-			has:   []string{"ApplePushSettings[0] (apple) is not carried over"}},
 		{name: "an incomplete token key falls back to the certificate",
 			extra: map[string]any{"ApplePushSettings": []map[string]any{{"Type": "apple", "ApplePushTopic": "t", "AppleAuthKeyID": "K", "ApplePushCertPrivate": "c.pem"}}},
 			check: func(c *relay.Config) bool { return c.Apps[0].APNs.CertFile == "c.pem" && c.Apps[0].APNs.KeyID == "" }},
@@ -220,13 +218,6 @@ func TestMigrateErrorsNameTheJSONKey(t *testing.T) {
 		{"wrong type in an entry", oldJSON(t, map[string]any{"ApplePushSettings": []any{apple(nil), apple(map[string]any{"Type": "b", "ApplePushUseDevelopment": "yes"})}}),
 			"ApplePushSettings[1].ApplePushUseDevelopment: expected true or false"},
 		{"settings not a list", oldJSON(t, map[string]any{"AndroidPushSettings": map[string]any{"Type": "x"}}), "AndroidPushSettings: expected a list"},
-		{"no Type", oldJSON(t, map[string]any{"AndroidPushSettings": []map[string]any{{"ServiceFileLocation": "f.json"}}}), "AndroidPushSettings[0].Type: required"},
-		{"no topic", oldJSON(t, map[string]any{"ApplePushSettings": []any{apple(map[string]any{"ApplePushTopic": ""})}}), "ApplePushSettings[0].ApplePushTopic: required"},
-		{"a Type twice", oldJSON(t, map[string]any{"AndroidPushSettings": []map[string]any{{"Type": "apple_rn", "ServiceFileLocation": "f.json"}}}),
-			`AndroidPushSettings[0].Type: "apple_rn" is already configured by ApplePushSettings[0]`},
-		{"bad listen address", oldJSON(t, map[string]any{"ListenAddress": "8066"}), "ListenAddress:"},
-		{"nothing left to serve", oldJSON(t, map[string]any{"ApplePushSettings": []any{}, "AndroidPushSettings": []map[string]any{{"Type": "android", "AndroidApiKey": "k"}}}),
-			"ApplePushSettings, AndroidPushSettings: no entry can be served"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,7 +344,8 @@ func TestLoadConfigNamesTheOldKey(t *testing.T) {
 		name, json, want string
 	}{
 		{"broken JSON", `{"ListenAddress": ":8066",`, "(a mattermost-push-proxy config.json): not valid JSON"},
-		{"an entry without a topic", `{"ApplePushSettings": [{"Type": "apple_rn", "ApplePushCertPrivate": "c.pem"}]}`, "ApplePushSettings[0].ApplePushTopic: required"},
+		{"an entry without a topic", `{"ApplePushSettings": [{"Type": "apple_rn", "ApplePushCertPrivate": "c.pem"}]}`, "ApplePushSettings[0].ApplePushTopic (apps[0].apns.topic): required"},
+		{"a credential to fill", `{"AndroidPushSettings": [{"Type": "android"}]}`, "(a mattermost-push-proxy config.json; pushrelay migrate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,5 +358,141 @@ func TestLoadConfigNamesTheOldKey(t *testing.T) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestMigrateTheShippedSample converts a file like the sample config that
+// mattermost-push-proxy ships (config/mattermost-push-proxy.sample.json:
+// every credential empty). The conversion must not stop: it prints every
+// app, each empty credential marked FILL with the key to fill, and the
+// notes list them; loading it then lists every one of them at once.
+func TestMigrateTheShippedSample(t *testing.T) {
+	const sample = "testdata/mattermost-push-proxy.sample.json"
+	old, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, notes, err := relay.Migrate(old, nil)
+	if err != nil {
+		t.Fatalf("migrate refused the old proxy's own sample: %v", err)
+	}
+	fill := []string{"apps[0].apns.auth_key_file", "apps[0].apns.key_id", "apps[0].apns.team_id",
+		"apps[1].apns.auth_key_file", "apps[1].apns.key_id", "apps[1].apns.team_id",
+		"apps[2].fcm.service_account_file", "apps[3].fcm.service_account_file"}
+	header := strings.SplitN(string(out), "\n\n", 2)[0]
+	for _, key := range fill {
+		if !strings.Contains(header, key) {
+			t.Errorf("the header's FILL list lacks %s:\n%s", key, header)
+		}
+		if !strings.Contains(strings.Join(notes, "\n"), key) {
+			t.Errorf("the notes lack %s: %q", key, notes)
+		}
+	}
+	if got := strings.Count(string(out), `""  # FILL: `); got != len(fill) {
+		t.Errorf("%d empty values marked FILL, want %d:\n%s", got, len(fill), out)
+	}
+	for _, want := range []string{"platform: apple\n", "topic: com.mattermost.Mattermost", "platform: apple_rn\n",
+		"topic: com.mattermost.react.native", "platform: android\n", "platform: android_rn\n",
+		"not carried over: LogLevel", "licensed (Professional or Enterprise)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the YAML lacks %q:\n%s", want, out)
+		}
+	}
+
+	// As a file: check lists every key to fill, in the order of the file.
+	path := filepath.Join(t.TempDir(), "pushrelay.yaml")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = relay.LoadConfig(path)
+	if err == nil {
+		t.Fatal("the sample, credentials still empty, loaded")
+	}
+	msg, last := err.Error(), -1
+	for _, key := range []string{"apps[0].apns.auth_key_file", "apps[1].apns.auth_key_file", "apps[2].fcm.service_account_file", "apps[3].fcm.service_account_file"} {
+		i := strings.Index(msg, key)
+		if i < 0 || i < last {
+			t.Errorf("%s missing or out of file order in:\n%s", key, msg)
+		}
+		last = i
+	}
+
+	// Served as it is, the old file's keys are named.
+	_, err = relay.LoadConfig(sample)
+	if err == nil || !strings.Contains(err.Error(), "ApplePushSettings[0].AppleAuthKeyFile (apps[0].apns.auth_key_file)") ||
+		!strings.Contains(err.Error(), "AndroidPushSettings[1].ServiceFileLocation (apps[3].fcm.service_account_file)") {
+		t.Errorf("loading the sample: %v", err)
+	}
+}
+
+// TestMigrateKeepsGoing: what the old file lacks or gets wrong becomes a
+// comment in the YAML, never a refusal to print it.
+func TestMigrateKeepsGoing(t *testing.T) {
+	apple := func(fields map[string]any) map[string]any {
+		a := map[string]any{"Type": "apple_rn", "ApplePushTopic": "com.mattermost.rn",
+			"AppleAuthKeyFile": "AuthKey.p8", "AppleAuthKeyID": "ABC123DEFG", "AppleTeamID": "TEAM123456"}
+		for k, v := range fields {
+			a[k] = v
+		}
+		return a
+	}
+	tests := []struct {
+		name string
+		json []byte
+		has  []string
+	}{
+		{"no Type", oldJSON(t, map[string]any{"AndroidPushSettings": []map[string]any{{"ServiceFileLocation": "f.json"}}}),
+			[]string{`- platform: ""  # FILL: AndroidPushSettings[0].Type is empty`}},
+		{"no topic", oldJSON(t, map[string]any{"ApplePushSettings": []any{apple(map[string]any{"ApplePushTopic": ""})}}),
+			[]string{`topic: ""  # FILL: ApplePushSettings[0].ApplePushTopic is empty`, "Still to fill in (each marked FILL below): apps[0].apns.topic"}},
+		{"a Type twice", oldJSON(t, map[string]any{"AndroidPushSettings": []map[string]any{{"Type": "apple_rn", "ServiceFileLocation": "f.json"}}}),
+			[]string{`AndroidPushSettings[0] is not carried over: its Type "apple_rn" is already configured by ApplePushSettings[0]`}},
+		{"bad listen address", oldJSON(t, map[string]any{"ListenAddress": "8066"}), []string{`listen: ":8066"  # ListenAddress "8066" is not host:port`}},
+		{"nothing to serve", oldJSON(t, map[string]any{"ApplePushSettings": []any{}, "AndroidPushSettings": []any{}}),
+			[]string{"FILL apps: the old file has no ApplePushSettings or AndroidPushSettings entry", "apps: []"}},
+		{"only a legacy API key", oldJSON(t, map[string]any{"AndroidPushSettings": []map[string]any{{"Type": "android", "AndroidApiKey": "AIza-k"}}}),
+			[]string{"only AndroidApiKey for Google's legacy FCM API", `service_account_file: ""  # FILL`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := relay.Migrate(tt.json, nil)
+			if err != nil {
+				t.Fatalf("migrate refused: %v", err)
+			}
+			for _, s := range tt.has {
+				if !strings.Contains(string(out), s) {
+					t.Errorf("the YAML lacks %q:\n%s", s, out)
+				}
+			}
+			if strings.Contains(string(out), "AIza-k") {
+				t.Error("the legacy API key reached the YAML")
+			}
+		})
+	}
+}
+
+// TestMigrateFileMakesPathsAbsolute: the old proxy opened relative paths
+// from its install directory (the parent of config/); the YAML names them
+// absolutely, so that it works wherever it is saved.
+func TestMigrateFileMakesPathsAbsolute(t *testing.T) {
+	old := []byte(`{"ApplePushSettings": [{"Type": "apple_rn", "ApplePushTopic": "t", "AppleAuthKeyFile": "config/AuthKey.p8",
+  "AppleAuthKeyID": "ABC123DEFG", "AppleTeamID": "TEAM123456"}],
+  "AndroidPushSettings": [{"Type": "android_rn", "ServiceFileLocation": "/abs/sa.json"}]}`)
+	out, _, err := relay.MigrateFile("/opt/mattermost-push-proxy/config/mattermost-push-proxy.json", old, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := relay.ParseConfig(out, nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := cfg.Apps[0].APNs.AuthKeyFile; got != "/opt/mattermost-push-proxy/config/AuthKey.p8" {
+		t.Errorf("auth_key_file = %q", got)
+	}
+	if got := cfg.Apps[1].FCM.ServiceAccountFile; got != "/abs/sa.json" {
+		t.Errorf("service_account_file = %q", got)
+	}
+	if !strings.Contains(string(out), "was relative to the old proxy's working directory, taken as /opt/mattermost-push-proxy") {
+		t.Errorf("no comment on the relative path:\n%s", out)
 	}
 }
