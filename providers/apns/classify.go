@@ -27,6 +27,8 @@ const (
 	ReasonTransport = "transport"
 	// ReasonEgressDenied: the gateway's host is not in egress.allowed_hosts.
 	ReasonEgressDenied = "egress_denied"
+	// The other misconfigurations of the egress path (egress.ReasonProxyAuth,
+	// ...) are Permanent with the egress's own reason.
 	// ReasonOther: a refusal whose reason Apple does not document.
 	ReasonOther = "other"
 )
@@ -119,9 +121,14 @@ func (p *Provider) transportResult(ctx context.Context, err error, deviceToken, 
 		inner = ue.Err
 	}
 	var netErr net.Error
+	var mis *egress.MisconfigError
 	switch {
 	case errors.Is(err, egress.ErrHostNotAllowed):
 		return providers.Permanent(ReasonEgressDenied, scrub(fmt.Errorf("apns: %w", inner), deviceToken, sentToken))
+	case errors.As(err, &mis):
+		// A proxy refusing the credentials, a certificate not trusted...:
+		// waiting does not help, a change of configuration does.
+		return providers.Permanent(mis.Reason, scrub(fmt.Errorf("apns: %w", mis), deviceToken, sentToken))
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &netErr) && netErr.Timeout():
 		return providers.Retryable(ReasonTimeout, 0,

@@ -385,7 +385,11 @@ func TestSendTransportFailures(t *testing.T) {
 		defer p.Close()
 		token := hexToken(302)
 		res := send(t, p, n(token), sendTimeout)
-		checkResult(t, res, providers.Retry, "transport", "certificate", token)
+		// A configuration error (egress.ca_file): waiting does not help.
+		checkResult(t, res, providers.Failed, egress.ReasonTLSUntrusted, "add its CA to egress.ca_file", token)
+		if !errors.Is(res.Err, egress.ErrMisconfigured) {
+			t.Errorf("%v does not match egress.ErrMisconfigured", res.Err)
+		}
 	})
 
 	t.Run("error page of a gateway in between", func(t *testing.T) {

@@ -61,10 +61,11 @@ type Egress struct {
 	caFile   string
 	allowed  map[string]bool
 	onDenied func(host string)
+	recent   misconfigs // what the last request to each host met
 }
 
-// ErrHostNotAllowed is returned (wrapped) for a request to a host outside the
-// allowlist. No connection is attempted.
+// ErrHostNotAllowed is returned (wrapped, in a *MisconfigError) for a
+// request to a host outside the allowlist. No connection is attempted.
 var ErrHostNotAllowed = errors.New("host is not in egress.allowed_hosts")
 
 // New builds the egress path from cfg. defaultHosts is the allowlist used
@@ -179,11 +180,14 @@ func (e *Egress) dialHTTP2(ctx context.Context, addr string, cfg *tls.Config) (n
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
+		if me := targetMisconfig(err, cfg.ServerName, addr); me != nil {
+			return nil, me
+		}
 		return nil, err
 	}
 	if p := conn.ConnectionState().NegotiatedProtocol; p != http2.NextProtoTLS {
 		conn.Close()
-		return nil, fmt.Errorf("%s does not speak HTTP/2 (ALPN %q)", addr, p)
+		return nil, noH2(cfg.ServerName, addr, p)
 	}
 	return &batchTLSConn{batchConn: newBatchConn(conn), tls: conn}, nil
 }
@@ -234,9 +238,18 @@ func (g *guard) RoundTrip(r *http.Request) (*http.Response, error) {
 		if g.e.onDenied != nil {
 			g.e.onDenied(host)
 		}
-		return nil, fmt.Errorf("egress to %s refused: %w", host, ErrHostNotAllowed)
+		return nil, hostNotAllowed(host)
 	}
-	return g.next.RoundTrip(r)
+	resp, err := g.next.RoundTrip(r)
+	if err != nil && AsMisconfig(err) == nil {
+		// net/http's own TLS handshake with the target (the HTTP/2
+		// transport's is classified as it dials).
+		if me := targetMisconfig(err, host, r.URL.Host); me != nil {
+			err = me
+		}
+	}
+	g.e.recent.note(strings.ToLower(host), err)
+	return resp, err
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the pool.

@@ -3,7 +3,6 @@ package egress
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -119,8 +118,8 @@ func (e *Egress) probe(ctx context.Context, t Target) Result {
 	r.res.Target = t
 	if !e.Allowed(t.Host) {
 		r.res.Path = "-"
-		return r.fail("allowlist", fmt.Errorf("%s: %w", t.Host, ErrHostNotAllowed),
-			fmt.Sprintf("add %s to egress.allowed_hosts (or leave it empty: the default is the hosts the apps need)", t.Host))
+		me := hostNotAllowed(t.Host)
+		return r.fail("allowlist", fmt.Errorf("%s: %w", t.Host, ErrHostNotAllowed), me.Fix)
 	}
 	r.pass("allowlist", "%s is in egress.allowed_hosts", t.Host)
 
@@ -252,7 +251,7 @@ func (r *probeRun) viaProxy(ctx context.Context, p *url.URL) (conn net.Conn, don
 		step, fix := stepProxyDial, ""
 		switch {
 		case errors.As(err, &pe) && pe.step == stepProxyTLS:
-			step, fix = stepProxyTLS, proxyTLSFix(err, p)
+			step, fix = stepProxyTLS, proxyTLSFix(err, p, r.addr)
 		case errors.As(err, &dnsErr):
 			fix = fmt.Sprintf("the proxy's host %s does not resolve: correct egress.proxy", p.Hostname())
 		case errors.Is(err, syscall.EADDRNOTAVAIL) && e.source != "":
@@ -291,40 +290,31 @@ func (r *probeRun) viaProxy(ctx context.Context, p *url.URL) (conn net.Conn, don
 }
 
 // proxyTLSFix says what to do about a failed TLS handshake with an
-// https:// proxy.
-func proxyTLSFix(err error, p *url.URL) string {
-	var unknown x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	switch {
-	case errors.As(err, &unknown):
-		return "the proxy's certificate is not trusted: add the CA that issued it to egress.ca_file"
-	case errors.As(err, &hostErr):
-		return fmt.Sprintf("the proxy's certificate is not valid for %s: use the name it has in egress.proxy", p.Hostname())
+// https:// proxy: what the live path says of the same failure (see
+// proxyMisconfig), else a guess.
+func proxyTLSFix(err error, p *url.URL, target string) string {
+	if me := proxyMisconfig(err, p, target, ""); me != nil {
+		return me.Fix
 	}
 	return "TLS with the proxy failed: if it is a plain HTTP proxy, write http:// in egress.proxy"
 }
 
-// tunnelFix says what to do about a refused CONNECT or SOCKS5 tunnel.
+// tunnelFix says what to do about a refused CONNECT or SOCKS5 tunnel: what
+// the live path says of a misconfiguration (see proxyMisconfig), else
+// what to open for a proxy that could not do it.
 func tunnelFix(err error, p *url.URL, t Target, src string) string {
 	var pe *proxyError
 	if !errors.As(err, &pe) {
 		return "check egress.proxy"
 	}
+	if me := proxyMisconfig(err, p, net.JoinHostPort(t.Host, strconv.Itoa(t.Port)), src); me != nil {
+		return me.Fix
+	}
 	if pe.step == stepSOCKS {
-		switch {
-		case socksAuthFailed(err) && p.User != nil:
-			return "the SOCKS5 proxy refused the credentials: check the user and password in egress.proxy"
-		case socksAuthFailed(err):
-			return "the SOCKS5 proxy wants credentials: socks5://user:password@host:port in egress.proxy"
-		}
 		return fmt.Sprintf("the SOCKS5 proxy could not or would not connect to %s:%d: allow it in the proxy's rules, and TCP %d from the proxy to %s on the firewall",
 			t.Host, t.Port, t.Port, t.Host)
 	}
 	switch {
-	case pe.status == http.StatusProxyAuthRequired && p.User != nil:
-		return "proxy refused CONNECT: 407, check egress.proxy credentials"
-	case pe.status == http.StatusProxyAuthRequired:
-		return "proxy refused CONNECT: 407, it wants credentials: http://user:password@host:port in egress.proxy"
 	case pe.status == http.StatusBadGateway || pe.status == http.StatusServiceUnavailable || pe.status == http.StatusGatewayTimeout:
 		return fmt.Sprintf("the proxy could not reach %s:%d (%d): allow TCP %d from the proxy to %s on the firewall, and check that the proxy resolves it",
 			t.Host, t.Port, pe.status, t.Port, t.Host)
@@ -363,8 +353,7 @@ func (r *probeRun) handshake(ctx context.Context, conn net.Conn) (done bool) {
 		if proto != "" {
 			got = proto
 		}
-		r.fail("alpn", fmt.Errorf("the server chose %s, not h2", got),
-			fmt.Sprintf("HTTP/2 is required: let TLS to %s through untouched (no TLS inspection), or make the inspecting proxy speak h2", t.Host))
+		r.fail("alpn", fmt.Errorf("the server chose %s, not h2", got), noH2(t.Host, r.addr, proto).Fix)
 		return true
 	default:
 		r.pass("alpn", "%s (HTTP/2 not offered; enough for this host)", or(proto, "HTTP/1.1"))
@@ -379,26 +368,14 @@ func (r *probeRun) caNote() string {
 	return " and egress.ca_file"
 }
 
-// tlsFix says what to do about a failed TLS handshake with the target.
+// tlsFix says what to do about a failed TLS handshake with the target:
+// what the live path says of the same failure (see targetMisconfig), else
+// a guess.
 func (r *probeRun) tlsFix(err error) string {
-	host := r.t.Host
-	var unknown x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &unknown):
-		issuer := "an unknown issuer"
-		if unknown.Cert != nil {
-			issuer = fmt.Sprintf("%q", unknown.Cert.Issuer.CommonName)
-		}
-		return fmt.Sprintf("the certificate of %s (issued by %s) is not trusted: a TLS-inspecting proxy or firewall re-signs it; exempt %s from TLS inspection, or add its CA to egress.ca_file",
-			host, issuer, host)
-	case errors.As(err, &hostErr):
-		return fmt.Sprintf("the certificate presented is not for %s: something on the way answers in its place; let TLS to %s through untouched", host, host)
-	case errors.As(err, &invalid):
-		return fmt.Sprintf("the certificate presented for %s is not valid (%v): check the clock of this host, or what answers in its place", host, invalid)
+	if me := targetMisconfig(err, r.t.Host, r.addr); me != nil {
+		return me.Fix
 	}
-	return fmt.Sprintf("the TLS handshake with %s failed: let TLS to %s:%d through untouched", host, host, r.t.Port)
+	return fmt.Sprintf("the TLS handshake with %s failed: let TLS to %s:%d through untouched", r.t.Host, r.t.Host, r.t.Port)
 }
 
 // tlsSummary is "TLS 1.3, certificate for X issued by Y".

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
@@ -180,14 +179,25 @@ func (d *dialer) dialRaw(ctx context.Context, network, addr string) (net.Conn, e
 	defer cancel()
 	conn, err := d.dialProxy(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, misconfigOr(err, p, addr, "")
 	}
 	tun, err := tunnel(ctx, conn, p, addr)
 	if err != nil {
+		src := localIP(conn)
 		conn.Close()
-		return nil, err
+		return nil, misconfigOr(err, p, addr, src)
 	}
 	return tun, nil
+}
+
+// misconfigOr returns the MisconfigError that err, a failure on the way
+// through proxy p to target, shows, or err itself when the proxy may only
+// be down.
+func misconfigOr(err error, p *url.URL, target, src string) error {
+	if me := proxyMisconfig(err, p, target, src); me != nil {
+		return me
+	}
+	return err
 }
 
 // dialProxy connects to the proxy from the source address, and for an
@@ -347,10 +357,3 @@ func (e *proxyError) Error() string {
 }
 
 func (e *proxyError) Unwrap() error { return e.err }
-
-// socksAuthFailed reports whether a SOCKS5 error is a refusal of the
-// credentials, or of the lack of them (golang.org/x/net's texts).
-func socksAuthFailed(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "authentication failed") || strings.Contains(msg, "no acceptable authentication methods")
-}

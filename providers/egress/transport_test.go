@@ -326,8 +326,9 @@ func TestAllowlistRefusesBeforeTheProxy(t *testing.T) {
 }
 
 // TestProxyRefusalsAreClearAndPasswordFree: a proxy refusing the
-// credentials (407) or the target fails sends with an error that says so,
-// names the proxy and never shows the password.
+// credentials (407, SOCKS5) fails sends, the FCM token fetch's included,
+// as a misconfiguration (Permanent, proxy_auth) with an error that says
+// so, names the proxy and never shows the password.
 func TestProxyRefusalsAreClearAndPasswordFree(t *testing.T) {
 	t.Parallel()
 	httpProxy := egresstest.NewHTTP(t, egresstest.Options{User: "relay", Password: password})
@@ -366,8 +367,11 @@ func TestProxyRefusalsAreClearAndPasswordFree(t *testing.T) {
 				send(ap, note(t, "apple_rn", "apns-token")),
 				send(fp, note(t, "android_rn", "fcm-token")), // fails at the OAuth token fetch
 			} {
-				if res.Outcome == providers.Delivered || res.Err == nil {
-					t.Fatalf("send through a refusing proxy: %+v", res)
+				if res.Outcome != providers.Failed || res.Err == nil {
+					t.Fatalf("send through a refusing proxy: %+v, want failed", res)
+				}
+				if res.Reason != egress.ReasonProxyAuth || !errors.Is(res.Err, egress.ErrMisconfigured) {
+					t.Errorf("reason %q, error %v; want %s matching egress.ErrMisconfigured", res.Reason, res.Err, egress.ReasonProxyAuth)
 				}
 				msg := res.Err.Error()
 				for _, w := range tt.want {

@@ -82,7 +82,8 @@ func New(cfg Config, eg *egress.Egress) (*Provider, error) {
 
 // Send forwards n and maps the push proxy's answer: OK is delivered, REMOVE
 // a dead token, FAIL a permanent failure; 429, 5xx, timeouts and transport
-// errors are worth retrying.
+// errors are worth retrying, a misconfigured egress (egress.ErrMisconfigured)
+// is not.
 func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Result {
 	body, err := json.Marshal(Build(n))
 	if err != nil {
@@ -183,6 +184,10 @@ func (p *Provider) Ack(ctx context.Context, a wire.Ack) error {
 func (p *Provider) transportFailure(ctx context.Context, err error) providers.Result {
 	if errors.Is(err, egress.ErrHostNotAllowed) {
 		return providers.Permanent("egress_denied", fmt.Errorf("upstream: %w", err))
+	}
+	if mis := egress.AsMisconfig(err); mis != nil {
+		// Waiting does not help; a change of configuration does.
+		return providers.Permanent(mis.Reason, fmt.Errorf("upstream %s: %w", p.host, mis))
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {

@@ -46,15 +46,17 @@ type Request struct {
 
 // Proxy is a running forward proxy. It is safe for concurrent use.
 type Proxy struct {
-	ln     net.Listener
+	ln     net.Listener // guarded by mu once Restart may run
+	addr   string
 	scheme string
 	opts   Options
 
-	mu    sync.Mutex
-	reqs  []Request
-	conns map[net.Conn]struct{}
-	done  bool
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	reqs    []Request
+	conns   map[net.Conn]struct{}
+	done    bool // closed for good
+	stopped bool // stopped until Restart
+	wg      sync.WaitGroup
 }
 
 // NewHTTP starts an HTTP CONNECT proxy (https:// when opts.TLS is set). It
@@ -81,27 +83,28 @@ func start(tb testing.TB, scheme string, opts Options) *Proxy {
 	if err != nil {
 		tb.Fatalf("egresstest: %v", err)
 	}
-	p := &Proxy{ln: ln, scheme: scheme, opts: opts, conns: map[net.Conn]struct{}{}}
-	p.wg.Go(p.accept)
+	p := &Proxy{ln: ln, addr: ln.Addr().String(), scheme: scheme, opts: opts, conns: map[net.Conn]struct{}{}}
+	p.wg.Go(func() { p.accept(ln) })
 	tb.Cleanup(p.Close)
 	return p
 }
 
 // URL returns the proxy's URL, with its credentials when it requires some.
 func (p *Proxy) URL() string {
-	if p.opts.User == "" {
+	user, pass := p.credentials()
+	if user == "" {
 		return p.URLWith(nil)
 	}
-	return p.URLWith(url.UserPassword(p.opts.User, p.opts.Password))
+	return p.URLWith(url.UserPassword(user, pass))
 }
 
 // URLWith returns the proxy's URL with the given credentials (nil: none).
 func (p *Proxy) URLWith(user *url.Userinfo) string {
-	return (&url.URL{Scheme: p.scheme, User: user, Host: p.ln.Addr().String()}).String()
+	return (&url.URL{Scheme: p.scheme, User: user, Host: p.addr}).String()
 }
 
 // Addr returns the proxy's host:port.
-func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+func (p *Proxy) Addr() string { return p.addr }
 
 // Requests returns the requests so far.
 func (p *Proxy) Requests() []Request {
@@ -138,9 +141,58 @@ func (p *Proxy) Close() {
 	p.wg.Wait()
 }
 
-func (p *Proxy) accept() {
+// Stop stops the proxy as a restart does: the listener closes (new
+// connections are refused) and every tunnel ends. Restart starts it again
+// on the same address.
+func (p *Proxy) Stop() {
+	p.mu.Lock()
+	if p.done || p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	p.ln.Close()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// Restart listens again, on the same address, after Stop.
+func (p *Proxy) Restart() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done || !p.stopped {
+		return errors.New("egresstest: Restart of a proxy that is not stopped")
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return err
+	}
+	p.ln, p.stopped = ln, false
+	p.wg.Go(func() { p.accept(ln) })
+	return nil
+}
+
+// SetCredentials changes the credentials the proxy requires from now on;
+// an empty user requires none.
+func (p *Proxy) SetCredentials(user, password string) {
+	p.mu.Lock()
+	p.opts.User, p.opts.Password = user, password
+	p.mu.Unlock()
+}
+
+// credentials are the credentials the proxy requires now.
+func (p *Proxy) credentials() (user, password string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.opts.User, p.opts.Password
+}
+
+func (p *Proxy) accept(ln net.Listener) {
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -162,7 +214,7 @@ func (p *Proxy) accept() {
 func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.done {
+	if p.done || p.stopped {
 		return false
 	}
 	p.conns[c] = struct{}{}
@@ -248,8 +300,8 @@ func (p *Proxy) serveHTTP(c net.Conn) {
 		return
 	}
 	req.Target = r.Host
-	if p.opts.User != "" {
-		want := "Basic " + base64.StdEncoding.EncodeToString([]byte(p.opts.User+":"+p.opts.Password))
+	if user, pass := p.credentials(); user != "" {
+		want := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 		if r.Header.Get("Proxy-Authorization") != want {
 			p.record(req)
 			answer(http.StatusProxyAuthRequired, "Proxy-Authenticate: Basic realm=\"egresstest\"\r\n")
@@ -300,8 +352,9 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	if _, err := io.ReadFull(br, methods); err != nil {
 		return
 	}
+	wantUser, wantPass := p.credentials()
 	want := byte(socksNoAuth)
-	if p.opts.User != "" {
+	if wantUser != "" {
 		want = socksUserPass
 	}
 	offered := false
@@ -316,7 +369,7 @@ func (p *Proxy) serveSOCKS(c net.Conn) {
 	c.Write([]byte{socksVersion, want})
 	if want == socksUserPass {
 		user, pass, ok := readUserPass(br)
-		if !ok || user != p.opts.User || pass != p.opts.Password {
+		if !ok || user != wantUser || pass != wantPass {
 			p.record(req)
 			c.Write([]byte{1, 1})
 			return
