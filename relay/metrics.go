@@ -42,6 +42,7 @@ type metrics struct {
 	redeliveries    prometheus.Counter
 	acks            *prometheus.CounterVec
 	deliveryLatency *prometheus.HistogramVec
+	egressErrors    *prometheus.CounterVec // see egresshealth.go
 
 	legacy *legacyMetrics // nil unless metrics.legacy_names
 }
@@ -108,6 +109,7 @@ func newMetrics(version string, legacy bool) *metrics {
 		Help:    "From the provider accepting a notification to the phone receiving it, as the app's ack reports it.",
 		Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
 	}, []string{"app"})
+	m.egressErrors = newEgressErrors(m.reg)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pushrelay_build_info",
 		Help: "Always 1; the version label says which build runs.",

@@ -26,6 +26,9 @@ func (r *Relay) redeliver(ctx context.Context, e spool.Entry, attempt int) spool
 	}
 	r.metrics.redeliveries.Inc()
 	res, _ := r.send(ctx, st, a, &n, providers.Attempt{Expires: e.Deadline(r.maxAge), Redelivery: true})
+	if egressMisconfigured(res) { // accepted long ago: kept until a reload fixes the egress, or max_age
+		return spool.Verdict{RetryAfter: res.RetryAfter}
+	}
 	var outcome string
 	level := r.audit
 	switch res.Outcome {

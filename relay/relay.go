@@ -53,6 +53,8 @@ type app struct {
 	send       providers.Provider
 	certExpiry time.Time // zero when the credential does not expire
 	breaker    *breaker  // kept across reloads
+	// A misconfigured egress its sends met, for /readyz; not kept across reloads.
+	egress egressHealth
 }
 
 func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
@@ -303,6 +305,7 @@ func (r *Relay) send(ctx context.Context, st *state, a *app, n *wire.Notificatio
 	cancel()
 	elapsed := time.Since(start)
 	r.metrics.sent(a.provider, elapsed)
+	r.observeEgress(a, res)
 	if res.Outcome != providers.Delivered {
 		r.metrics.providerErrors.WithLabelValues(a.provider, res.Reason).Inc()
 	}

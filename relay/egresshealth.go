@@ -1,0 +1,155 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pushrelay/pushrelay/providers"
+	"github.com/pushrelay/pushrelay/providers/egress"
+)
+
+// egressLogEvery is how often, at most, an app's egress misconfiguration
+// of one reason is logged; the lines in between are counted.
+const egressLogEvery = 10 * time.Second
+
+// egressHealth is what an app's sends say of its egress path: whether the
+// last of them met a misconfiguration (egress.ErrMisconfigured: a proxy
+// refusing the credentials, a certificate not trusted, ...), which fails
+// /readyz until a send reaches the provider again. It lives in the app,
+// so a reload starts it afresh. The zero value is ready for use.
+type egressHealth struct {
+	bad atomic.Bool // the fast path of every send reads only this
+
+	mu      sync.Mutex
+	problem string                      // the misconfiguration's text, for /readyz
+	logs    map[string]*egressLogWindow // by reason
+}
+
+// egressLogWindow is the rate limit of one app's lines of one reason.
+type egressLogWindow struct {
+	last       time.Time
+	suppressed int
+}
+
+// newEgressErrors registers pushrelay_egress_errors_total on reg.
+func newEgressErrors(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushrelay_egress_errors_total",
+		Help: "Sends that failed because the egress path is misconfigured, not down, by app and reason " +
+			"(proxy_auth, proxy_refused, proxy_tls, tls_untrusted, tls_name, no_h2, host_not_allowed); each answers FAIL.",
+	}, []string{"app", "reason"})
+	reg.MustRegister(c)
+	return c
+}
+
+// egressReason is the egress errors' label for a misconfigured send: the
+// provider's reason when it is the egress's own, else host_not_allowed for
+// the allowlist's refusal (providers call it egress_denied).
+func egressReason(res providers.Result) string {
+	switch {
+	case slices.Contains(egress.MisconfigReasons(), res.Reason):
+		return res.Reason
+	case errors.Is(res.Err, egress.ErrHostNotAllowed):
+		return egress.ReasonHostNotAllowed
+	}
+	return "other"
+}
+
+// egressMisconfigured reports whether res failed on a misconfigured egress
+// path: no attempt can succeed until the configuration changes.
+func egressMisconfigured(res providers.Result) bool {
+	return res.Outcome == providers.Failed && errors.Is(res.Err, egress.ErrMisconfigured)
+}
+
+// observeEgress notes what a send to app a says of the egress path: a
+// misconfiguration is counted, logged at error level (once per
+// egressLogEvery per reason, with how many were not) and kept for
+// /readyz; an answer from the provider (delivered, or the token dead)
+// clears it. A send that may just have met a proxy or provider that is
+// down changes nothing.
+func (r *Relay) observeEgress(a *app, res providers.Result) {
+	h := &a.egress
+	switch {
+	case egressMisconfigured(res):
+	case res.Outcome == providers.Delivered || res.Outcome == providers.TokenDead:
+		if h.bad.Load() {
+			h.clear(r.log, a)
+		}
+		return
+	default:
+		return
+	}
+	reason := egressReason(res)
+	if r.metrics.egressErrors != nil {
+		r.metrics.egressErrors.WithLabelValues(a.name, reason).Inc()
+	}
+	// The egress's own text, without the provider's prefix. It names the
+	// proxy without credentials, or the host, and what to fix.
+	text := res.Err.Error()
+	if me := egress.AsMisconfig(res.Err); me != nil {
+		text = me.Error()
+	}
+	now := time.Now()
+	h.mu.Lock()
+	h.problem = text
+	h.bad.Store(true)
+	if h.logs == nil {
+		h.logs = map[string]*egressLogWindow{}
+	}
+	w := h.logs[reason]
+	if w == nil {
+		w = &egressLogWindow{}
+		h.logs[reason] = w
+	}
+	logNow := now.Sub(w.last) >= egressLogEvery
+	suppressed := w.suppressed
+	if logNow {
+		w.last, w.suppressed = now, 0
+	} else {
+		w.suppressed++
+	}
+	h.mu.Unlock()
+	if logNow {
+		r.log.LogAttrs(context.Background(), slog.LevelError, "egress misconfigured: sends fail until the configuration is fixed",
+			slog.String("app", a.name), slog.String("provider", a.provider), slog.String("reason", reason),
+			slog.String("error", text), slog.Int("suppressed", suppressed))
+	}
+}
+
+// clear forgets the misconfiguration once a send reached the provider.
+func (h *egressHealth) clear(log *slog.Logger, a *app) {
+	h.mu.Lock()
+	was := h.problem
+	h.problem = ""
+	h.bad.Store(false)
+	h.mu.Unlock()
+	if was != "" {
+		log.Info("egress works again", "app", a.name, "provider", a.provider)
+	}
+}
+
+// egressProblems lists, for /readyz, each app whose last send met a
+// misconfigured egress path: "app apple_rn: egress misconfigured: ...".
+func (r *Relay) egressProblems() []string {
+	var out []string
+	for _, a := range r.state.Load().all() {
+		if !a.egress.bad.Load() {
+			continue
+		}
+		a.egress.mu.Lock()
+		p := a.egress.problem
+		a.egress.mu.Unlock()
+		if p != "" {
+			out = append(out, "app "+a.name+": "+p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
