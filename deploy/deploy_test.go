@@ -43,6 +43,7 @@ var relayMetrics = []string{
 	"pushrelay_ingress_request_duration_seconds",
 	"pushrelay_in_flight",
 	"pushrelay_egress_denied_total",
+	"pushrelay_egress_errors_total",
 	"pushrelay_credential_expiry_timestamp_seconds",
 	"pushrelay_spool_messages",
 	"pushrelay_spool_oldest_age_seconds",
