@@ -460,6 +460,7 @@ func (s *Spool) ack(m jetstream.Msg) error {
 	if err := m.DoubleAck(ctx); err != nil {
 		return err
 	}
+	s.health.acked(m) // a broken store did not write the removal: done again after its restart
 	if s.syncer != nil {
 		s.syncer.soon()
 	}

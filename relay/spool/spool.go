@@ -138,6 +138,8 @@ type Spool struct {
 	dctx      context.Context // given to deliver; cancelled when Close runs out of time
 	stopDel   context.CancelFunc
 
+	health *health // the problems that make Put and Check fail at once (health.go)
+
 	handlers atomic.Pointer[handlers]
 	consume  sync.Mutex // serializes Consume calls
 
@@ -170,6 +172,11 @@ func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Spool{cfg: cfg, backoff: backoff, log: log, tune: t, workers: map[string]*worker{}}
+	if cfg.NATSURL == "" {
+		s.health = newHealth(log, cfg.Dir)
+	} else {
+		s.health = newHealth(log, "")
+	}
 	key := "spool.dir"
 	if cfg.NATSURL != "" {
 		key = "spool.nats_url"
@@ -192,7 +199,7 @@ func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, erro
 		}
 		s.nc = nc
 	} else {
-		ns, unlock, err := startEmbedded(cfg, log)
+		ns, unlock, err := startEmbedded(cfg, log, s.health.writeFailed)
 		if err != nil {
 			return nil, err
 		}
@@ -220,6 +227,12 @@ func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, erro
 	s.js = js
 	s.fetchCtx, s.stopFetch = context.WithCancel(context.Background())
 	s.dctx, s.stopDel = context.WithCancel(context.Background())
+	s.health.nc, s.health.stream, s.health.key = s.nc, s.stream, s.connKey()
+	if s.ns != nil {
+		ns, dir := s.ns, cfg.Dir
+		s.health.restart = func() error { return restartJetStream(ns, dir) }
+	}
+	s.health.start()
 	return s, nil
 }
 
@@ -335,6 +348,9 @@ func (s *Spool) Put(ctx context.Context, e Entry, notBefore time.Duration) error
 	if e.Notification.AckID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID(e.Notification)))
 	}
+	if err := s.health.admit(len(data)); err != nil {
+		return err
+	}
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		return s.putError(err)
@@ -344,7 +360,7 @@ func (s *Spool) Put(ctx context.Context, e Entry, notBefore time.Duration) error
 			if s.isClosed() {
 				return ErrClosed
 			}
-			return fmt.Errorf("spool: put: %w", err)
+			return s.health.syncFailed(err)
 		}
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
@@ -355,8 +371,16 @@ func (s *Spool) Put(ctx context.Context, e Entry, notBefore time.Duration) error
 	return nil
 }
 
-// putError maps JetStream's refusals onto ErrFull and the key to raise.
+// putError maps JetStream's refusals onto ErrFull and the key to raise,
+// and its silence or absence onto ErrUnavailable, which the following
+// Puts then return at once until JetStream answers again (health.go).
 func (s *Spool) putError(err error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if unreachable(err) {
+		return s.health.unavailable(s.connKey(), fmt.Errorf("JetStream did not take the entry: %w", err))
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch {
@@ -368,10 +392,23 @@ func (s *Spool) putError(err error) error {
 			return fmt.Errorf("%w: JetStream has no storage left (%s)", ErrFull, apiErr.Description)
 		}
 	}
-	if s.isClosed() {
-		return ErrClosed
-	}
 	return fmt.Errorf("spool: put: %w", err)
+}
+
+// unreachable tells whether err means JetStream could not be reached or
+// did not answer in time: no connection, no responders, no quorum.
+func unreachable(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrConnectionClosed):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503
+	}
+	return false
 }
 
 // Stats reports how many entries wait and the age of the oldest (zero when
@@ -392,20 +429,31 @@ func (s *Spool) Stats(ctx context.Context) (messages int64, oldest time.Duration
 	return messages, oldest, nil
 }
 
-// Check tells whether the spool can be written now (for /readyz): the
-// connection is up, the stream answers, and it is not full (the error then
-// wraps ErrFull and names the bound; max_bytes counts as reached when one
-// more entry of the average size would not fit). A full spool is worth a
-// warning, not necessarily unreadiness: direct deliveries still work.
+// Check tells whether the spool can be written now (for /readyz): spool.dir
+// has room (else the error wraps ErrDiskFull), the connection is up and the
+// stream answers within a second (else ErrUnavailable), and it is not full
+// (the error then wraps ErrFull and names the bound; max_bytes counts as
+// reached when one more entry of the average size would not fit). A full
+// spool is worth a warning, not necessarily unreadiness: direct deliveries
+// still work. A full disk or an unavailable JetStream is: the spool cannot
+// keep what fails.
 func (s *Spool) Check(ctx context.Context) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
-	if st := s.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("spool: not connected to JetStream (%s)", st)
+	if err := s.health.check(); err != nil {
+		return err
 	}
-	info, err := s.stream.Info(ctx)
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return s.health.unavailable(s.connKey(), fmt.Errorf("not connected to JetStream (%s)", st))
+	}
+	ictx, cancel := context.WithTimeout(ctx, probeTimeout)
+	info, err := s.stream.Info(ictx)
+	cancel()
 	if err != nil {
+		if ctx.Err() == nil && unreachable(err) {
+			return s.health.unavailable(s.connKey(), fmt.Errorf("stream %s: %w", StreamName, err))
+		}
 		return fmt.Errorf("spool: %w", err)
 	}
 	if c := info.Config; c.MaxMsgs > 0 && int64(info.State.Msgs) >= c.MaxMsgs {
@@ -471,6 +519,7 @@ func (s *Spool) close(ctx context.Context) error {
 // shutdown closes the connection and the embedded server, syncs what the
 // server wrote last and releases the directory.
 func (s *Spool) shutdown() {
+	s.health.close()
 	if s.nc != nil {
 		s.nc.Close()
 	}
