@@ -376,7 +376,7 @@ func TestFCMBodiesUnderFullPolicy(t *testing.T) {
 			name: "message",
 			msg:  func() *model.PushNotification { return mmMessage("android_rn", "fcm-tok") },
 			data: always(map[string]string{"team_id": "team-1", "sender_id": "user-1", "sender_name": "alice",
-				"message": "the merger closes friday :tada:", "channel_name": "Board Room", "post_id": "post-1"}),
+				"message": "the merger closes friday \U0001F389 ", "channel_name": "Board Room", "post_id": "post-1"}), // shortcodes expanded
 		},
 		{
 			name: "id-loaded",

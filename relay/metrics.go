@@ -43,6 +43,8 @@ type metrics struct {
 	acks            *prometheus.CounterVec
 	deliveryLatency *prometheus.HistogramVec
 	egressErrors    *prometheus.CounterVec // see egresshealth.go
+	quickRetries    *prometheus.CounterVec
+	breakerOpen     *prometheus.GaugeVec
 
 	legacy *legacyMetrics // nil unless metrics.legacy_names
 }
@@ -109,6 +111,15 @@ func newMetrics(version string, legacy bool) *metrics {
 		Help:    "From the provider accepting a notification to the phone receiving it, as the app's ack reports it.",
 		Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
 	}, []string{"app"})
+	m.quickRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushrelay_provider_quick_retries_total",
+		Help: "Quick second attempts, within delivery.timeout, at notifications whose first attempt met a transient failure (5xx, reset, lost connection).",
+	}, []string{"provider"})
+	m.breakerOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pushrelay_breaker_open",
+		Help: "1 while an app's provider is taken to be down and new notifications for it go straight to the spool.",
+	}, []string{"app"})
+	m.reg.MustRegister(m.quickRetries, m.breakerOpen)
 	m.egressErrors = newEgressErrors(m.reg)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pushrelay_build_info",
@@ -331,4 +342,27 @@ func (l *legacyMetrics) outcome(e outcomeEvent) {
 	case outcomeExpired:
 		fail(outcomeExpired)
 	}
+}
+
+// quickRetry counts a quick second attempt at a provider.
+func (m *metrics) quickRetry(provider string) {
+	m.quickRetries.WithLabelValues(provider).Inc()
+}
+
+// breaker records whether app's breaker is open.
+func (m *metrics) breaker(app string, open bool) {
+	v := 0.0
+	if open {
+		v = 1
+	}
+	m.breakerOpen.WithLabelValues(app).Set(v)
+}
+
+// watchDeadTokens exports how many dead device tokens the relay remembers,
+// read at scrape time.
+func (m *metrics) watchDeadTokens(count func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pushrelay_dead_tokens_remembered",
+		Help: "Device tokens found dead on a redelivery and remembered for spool.max_age: the next push to each is answered REMOVE at once.",
+	}, func() float64 { return float64(count()) }))
 }

@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/pushrelay/pushrelay/providers"
@@ -25,7 +24,9 @@ func (r *Relay) redeliver(ctx context.Context, e spool.Entry, attempt int) spool
 		return spool.Verdict{Done: true}
 	}
 	r.metrics.redeliveries.Inc()
-	res, _ := r.send(ctx, st, a, &n, providers.Attempt{Expires: e.Deadline(r.maxAge), Redelivery: true})
+	sendCtx, cancel := context.WithTimeout(ctx, st.timeout)
+	res, _ := r.send(sendCtx, st, a, &n, providers.Attempt{Expires: e.Deadline(r.maxAge), Redelivery: true})
+	cancel()
 	if egressMisconfigured(res) { // accepted long ago: kept until a reload fixes the egress, or max_age
 		return spool.Verdict{RetryAfter: res.RetryAfter}
 	}
@@ -35,8 +36,10 @@ func (r *Relay) redeliver(ctx context.Context, e spool.Entry, attempt int) spool
 	case providers.Delivered:
 		outcome = outcomeDelivered
 	case providers.TokenDead:
-		// Mattermost got OK long ago and can no longer be told to drop the device.
+		// Mattermost got OK long ago and can no longer be told to drop the
+		// device now: the next push to it is answered REMOVE.
 		outcome, level = outcomeRemoved, slog.LevelInfo
+		r.foundDead(ctx, a.name, n.DeviceID)
 	case providers.Failed:
 		outcome, level = outcomeFailed, slog.LevelWarn
 	default:
@@ -67,8 +70,10 @@ func (r *Relay) expired(e spool.Entry) {
 		"token", wire.TokenHash(e.Notification.DeviceID), "age", time.Since(e.Accepted).Round(time.Second).String())
 }
 
-// consume points the spool's consumers at the apps configured now.
+// consume points the spool's consumers at the apps configured now, and
+// the first time, starts watching the dead tokens other relays find.
 func (r *Relay) consume() error {
+	r.watchDead()
 	return r.spool.Consume(r.state.Load().appNames(), r.redeliver, r.expired)
 }
 
@@ -79,38 +84,4 @@ func (st *state) appNames() []string {
 		names = append(names, a.name)
 	}
 	return names
-}
-
-// breaker notices a provider that keeps failing, so new notifications for
-// it skip the doomed attempt and go straight to the spool. While open, one
-// direct attempt every probeEvery still goes through, and any answer that
-// is not "retry later" (from a probe or a redelivery) closes it.
-type breaker struct {
-	failures  atomic.Int32
-	lastProbe atomic.Int64 // Unix nanoseconds of the last attempt let through while open
-}
-
-const (
-	breakerThreshold = 5
-	probeEvery       = 2 * time.Second
-)
-
-// allow reports whether a direct attempt should be made now.
-func (b *breaker) allow(now time.Time) bool {
-	if b.failures.Load() < breakerThreshold {
-		return true
-	}
-	last := b.lastProbe.Load()
-	if now.UnixNano()-last < int64(probeEvery) {
-		return false
-	}
-	return b.lastProbe.CompareAndSwap(last, now.UnixNano())
-}
-
-// record notes an attempt's result and reports a change of state.
-func (b *breaker) record(retry bool) (opened, closed bool) {
-	if retry {
-		return b.failures.Add(1) == breakerThreshold, false
-	}
-	return false, b.failures.Swap(0) >= breakerThreshold
 }

@@ -35,6 +35,8 @@ type Relay struct {
 	firstRetry time.Duration // delivery.backoff.initial
 	sent       *sentLog      // when each delivered ack_id left, for its ack
 	acks       *ackForwarder // acks on their way to upstream push proxies
+	dead       *deadTokens   // device tokens a redelivery found dead: answered REMOVE at once
+	shared     sharedDead    // the same, shared through the spool
 }
 
 // state is everything a reload replaces at once.
@@ -60,10 +62,12 @@ type app struct {
 func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
 	r := &Relay{metrics: m, log: log, audit: slog.LevelDebug,
 		maxAge: cfg.Spool.MaxAge, firstRetry: cfg.Delivery.Backoff.Initial,
-		sent: newSentLog(sentLogSize, cfg.Spool.MaxAge), acks: newAckForwarder()}
+		sent: newSentLog(sentLogSize, cfg.Spool.MaxAge), acks: newAckForwarder(),
+		dead: newDeadTokens(cfg.Spool.MaxAge, maxDeadTokens)}
 	if cfg.Log.Audit {
 		r.audit = slog.LevelInfo
 	}
+	m.watchDeadTokens(r.dead.len)
 	st, err := r.build(cfg)
 	if err != nil {
 		return nil, err
@@ -222,6 +226,10 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 		return wire.Fail(fmt.Errorf("%w: %q", ErrUnknownPlatform, platform))
 	}
 
+	if !r.dead.empty() && r.rememberedDead(ctx, a, &n, typ) {
+		return wire.Remove()
+	}
+
 	// The policy's output goes to the provider by pointer, so it lives on
 	// the heap: recycled, since at 15,000 pushes/s its 400 bytes were a
 	// tenth of what the relay allocated. Nothing keeps it past Push.
@@ -236,7 +244,7 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	var elapsed time.Duration
 	if a.breaker.allow(accepted) {
 		// Once accepted, a notification is sent even if Mattermost hangs up.
-		res, elapsed = r.send(context.WithoutCancel(ctx), st, a, out, providers.Attempt{Expires: accepted.Add(r.maxAge)})
+		res, elapsed = r.deliver(context.WithoutCancel(ctx), st, a, out, providers.Attempt{Expires: accepted.Add(r.maxAge)})
 	} else {
 		// The provider keeps failing: do not make Mattermost wait on it;
 		// the spool's redeliveries probe it.
@@ -297,21 +305,22 @@ func (r *Relay) count(a *app, n *wire.Notification, typ, outcome, reason string,
 // attempt and went straight to the spool.
 var errProviderFailing = errors.New("provider is failing; kept for redelivery")
 
-// send makes one attempt under delivery.timeout and records it.
+// send makes one attempt, within ctx's deadline, and records it.
 func (r *Relay) send(ctx context.Context, st *state, a *app, n *wire.Notification, at providers.Attempt) (providers.Result, time.Duration) {
-	sendCtx, cancel := context.WithTimeout(providers.WithAttempt(ctx, at), st.timeout)
+	sendCtx := providers.WithAttempt(ctx, at)
 	start := time.Now()
 	res := a.send.Send(sendCtx, n)
-	cancel()
 	elapsed := time.Since(start)
 	r.metrics.sent(a.provider, elapsed)
 	r.observeEgress(a, res)
 	if res.Outcome != providers.Delivered {
 		r.metrics.providerErrors.WithLabelValues(a.provider, res.Reason).Inc()
 	}
-	if opened, closed := a.breaker.record(res.Outcome == providers.Retry); opened {
+	if opened, closed := a.breaker.record(res.Outcome == providers.Retry, start.Add(elapsed)); opened {
+		r.metrics.breaker(a.name, true)
 		r.log.Warn("provider keeps failing: new notifications go straight to the spool", "app", a.name, "provider", a.provider)
 	} else if closed {
+		r.metrics.breaker(a.name, false)
 		r.log.Info("provider recovered", "app", a.name, "provider", a.provider)
 	}
 	return res, elapsed

@@ -158,7 +158,7 @@ func TestRedeliveryCarriesCollapseIDAndExpiration(t *testing.T) {
 
 func TestDeadTokenOnRedeliveryIsCountedRemoved(t *testing.T) {
 	h := start(t, "{}")
-	h.apple.Fail(sandbox.Fault{Status: 503, Count: 1})
+	h.apple.Fail(sandbox.Fault{Status: 503, Count: 2}) // the first attempt and the quick second one
 	pushN(t, h, "apple_rn", 1)
 	h.apple.KillToken("tok-0", "Unregistered")
 	waitFor(t, "the removal", 10*time.Second, func() bool {
