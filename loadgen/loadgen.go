@@ -81,6 +81,7 @@ type Report struct {
 	Requests           int64
 	OK, Remove, Fail   int64 // answers by status
 	LiveOK             int64 // OK answers to notifications for live (not dead) device tokens
+	Dead, DeadRemove   int64 // answers to notifications for dead device tokens, and how many of them were REMOVE
 	HTTPErrors         int64 // answers that were not HTTP 200
 	TransportErrors    int64 // no answer at all
 	Elapsed            time.Duration
@@ -104,6 +105,17 @@ func (r Report) Throughput() float64 {
 	return float64(r.Requests) / r.Elapsed.Seconds()
 }
 
+// DeadRemoveShare is the fraction of the answers for dead device tokens
+// that were REMOVE: the rest (OK for a notification kept in the spool)
+// never told the Mattermost server to drop the device. 1 without dead
+// tokens.
+func (r Report) DeadRemoveShare() float64 {
+	if r.Dead == 0 {
+		return 1
+	}
+	return float64(r.DeadRemove) / float64(r.Dead)
+}
+
 // CPUPerNotification is the measured process's CPU time per request.
 func (r Report) CPUPerNotification() time.Duration {
 	if r.Requests == 0 {
@@ -116,6 +128,9 @@ func (r Report) CPUPerNotification() time.Duration {
 func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "requests   %d in %s: %.0f notifications/s\n", r.Requests, r.Elapsed.Round(time.Millisecond), r.Throughput())
 	fmt.Fprintf(w, "answers    OK %d, REMOVE %d, FAIL %d, HTTP errors %d, no answer %d\n", r.OK, r.Remove, r.Fail, r.HTTPErrors, r.TransportErrors)
+	if r.Dead > 0 {
+		fmt.Fprintf(w, "dead       %d of %d answers for dead device tokens were REMOVE (%.2f%%)\n", r.DeadRemove, r.Dead, r.DeadRemoveShare()*100)
+	}
 	fmt.Fprintf(w, "latency    p50 %s, p90 %s, p99 %s, max %s\n", r.P50, r.P90, r.P99, r.Max)
 	if r.CPU > 0 {
 		fmt.Fprintf(w, "relay      %s CPU per notification, peak RSS %.1f MB\n", r.CPUPerNotification(), float64(r.PeakRSS)/(1<<20))
@@ -256,11 +271,20 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 					atomic.AddInt64(&rep.OK, 1)
 					if !dead[k] {
 						atomic.AddInt64(&rep.LiveOK, 1)
+					} else {
+						atomic.AddInt64(&rep.Dead, 1)
 					}
 				case status == wire.StatusRemove:
 					atomic.AddInt64(&rep.Remove, 1)
+					if dead[k] {
+						atomic.AddInt64(&rep.Dead, 1)
+						atomic.AddInt64(&rep.DeadRemove, 1)
+					}
 				default:
 					atomic.AddInt64(&rep.Fail, 1)
+					if dead[k] {
+						atomic.AddInt64(&rep.Dead, 1)
+					}
 				}
 				lat[w] = append(lat[w], d)
 			}

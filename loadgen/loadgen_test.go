@@ -50,7 +50,7 @@ func TestBodiesFollowTheMix(t *testing.T) {
 }
 
 func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
-	var seen, liveOK atomic.Int64
+	var seen, liveOK, dead, deadRemove atomic.Int64
 	var mu sync.Mutex
 	acks := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,14 +65,18 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 		}
 		acks[n.AckID] = true
 		mu.Unlock()
-		dead := strings.HasPrefix(n.DeviceID, "dead")
+		isDead := strings.HasPrefix(n.DeviceID, "dead")
+		if isDead {
+			dead.Add(1)
+		}
 		switch {
-		case dead && n.AckID[len(n.AckID)-1]%2 == 0:
+		case isDead && n.AckID[len(n.AckID)-1]%2 == 0:
+			deadRemove.Add(1)
 			io.WriteString(w, `{"status":"REMOVE"}`)
 		case n.Type == wire.TypeClear:
 			io.WriteString(w, `{"status":"FAIL","error":"x"}`)
 		default: // including half the dead tokens: a relay that spooled them
-			if !dead {
+			if !isDead {
 				liveOK.Add(1)
 			}
 			io.WriteString(w, `{"status":"OK"}`)
@@ -89,6 +93,10 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 	}
 	if rep.LiveOK != liveOK.Load() || rep.LiveOK >= rep.OK {
 		t.Errorf("LiveOK %d of OK %d, want %d (the server's count), fewer than OK", rep.LiveOK, rep.OK, liveOK.Load())
+	}
+	if rep.Dead != dead.Load() || rep.DeadRemove != deadRemove.Load() || rep.Dead == rep.DeadRemove ||
+		rep.DeadRemoveShare() != float64(deadRemove.Load())/float64(dead.Load()) {
+		t.Errorf("dead tokens: %d answers, %d REMOVE; want %d and %d (the server's counts)", rep.Dead, rep.DeadRemove, dead.Load(), deadRemove.Load())
 	}
 	if rep.P50 <= 0 || rep.P99 < rep.P50 || rep.Max < rep.P99 || rep.PeakRSS <= 0 || len(rep.RSS) == 0 || rep.RSS[0] <= 0 {
 		t.Errorf("latencies or process figures missing: %+v", rep)
