@@ -786,6 +786,12 @@ func TestH2StreamIDsExhausted(t *testing.T) {
 // and the connection's number, from 1.
 func rawH2Server(t *testing.T, serve func(fr *http2.Framer, conn int)) (url string, d *h2Dialer) {
 	t.Helper()
+	return rawH2ServerConn(t, func(_ *tls.Conn, fr *http2.Framer, conn int) { serve(fr, conn) })
+}
+
+// rawH2ServerConn is rawH2Server with the connection given too.
+func rawH2ServerConn(t *testing.T, serve func(tc *tls.Conn, fr *http2.Framer, conn int)) (url string, d *h2Dialer) {
+	t.Helper()
 	certs := newH2Server(t, http.NotFoundHandler(), nil, nil) // for its certificate
 	cfg := certs.TLS.Clone()
 	cfg.NextProtos = []string{http2.NextProtoTLS}
@@ -810,7 +816,7 @@ func rawH2Server(t *testing.T, serve func(fr *http2.Framer, conn int)) (url stri
 				}
 				fr := http2.NewFramer(c, c)
 				fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-				serve(fr, n)
+				serve(c.(*tls.Conn), fr, n)
 			})
 		}
 	})
