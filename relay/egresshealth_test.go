@@ -260,7 +260,7 @@ func TestProxyRefusingTheCredentials(t *testing.T) {
 			if code != http.StatusServiceUnavailable || len(problems) != 2 ||
 				!strings.HasPrefix(problems[0], "app android_rn: egress misconfigured: ") ||
 				!strings.HasPrefix(problems[1], "app apple_rn: egress misconfigured: ") ||
-				!strings.Contains(problems[1], kind+"://"+proxy.Addr()) || !strings.Contains(problems[1], "check the user and password in egress.proxy") {
+				!strings.Contains(problems[1], kind+"://"+proxy.Addr()) || !strings.Contains(problems[1], "check egress.proxy credentials (the user and password)") {
 				t.Errorf("/readyz = %d %q, want 503 naming the proxy and the fix for each app", code, problems)
 			}
 			r.noSecrets(t)

@@ -128,7 +128,7 @@ func proxyMisconfig(err error, p *url.URL, target, src string) *MisconfigError {
 		switch {
 		case strings.Contains(msg, "authentication failed"):
 			return mis(ReasonProxyAuth, fmt.Sprintf("SOCKS5 proxy %s refused the credentials (authentication failed)", proxy),
-				"check the user and password in egress.proxy")
+				"check egress.proxy credentials (the user and password)")
 		case strings.Contains(msg, "no acceptable authentication methods") && pe.auth:
 			return mis(ReasonProxyAuth, fmt.Sprintf("SOCKS5 proxy %s accepts neither no authentication nor a user and password", proxy),
 				"check with the proxy's owners how it authenticates, and egress.proxy")
@@ -144,7 +144,7 @@ func proxyMisconfig(err error, p *url.URL, target, src string) *MisconfigError {
 		what := fmt.Sprintf("proxy %s refused CONNECT to %s with %v", proxy, target, pe.err)
 		switch {
 		case pe.status == http.StatusProxyAuthRequired && pe.auth:
-			return mis(ReasonProxyAuth, what, "check the user and password in egress.proxy")
+			return mis(ReasonProxyAuth, what, "check egress.proxy credentials (the user and password)")
 		case pe.status == http.StatusProxyAuthRequired:
 			return mis(ReasonProxyAuth, what, "it wants credentials: http://user:password@host:port in egress.proxy")
 		case pe.status >= 400 && pe.status < 500:

@@ -75,13 +75,13 @@ func TestMisconfigurationsAreRecognised(t *testing.T) {
 		want     []string
 	}{
 		{name: "407, wrong password", proxy: httpProxy.URLWith(wrong), ca: trusted, endpoint: l.apple.URL(), reason: egress.ReasonProxyAuth,
-			want: []string{"proxy http://" + httpProxy.Addr() + " refused CONNECT", "407", "check the user and password in egress.proxy"}},
+			want: []string{"proxy http://" + httpProxy.Addr() + " refused CONNECT", "407", "check egress.proxy credentials (the user and password)"}},
 		{name: "407, no credentials", proxy: httpProxy.URLWith(nil), ca: trusted, endpoint: l.apple.URL(), reason: egress.ReasonProxyAuth,
 			want: []string{"proxy http://" + httpProxy.Addr(), "407", "it wants credentials", "egress.proxy"}},
 		{name: "403, target not allowed by the proxy", proxy: openProxy.URL(), ca: trusted, endpoint: "https://push.example.test", reason: egress.ReasonProxyRefused,
 			want: []string{"proxy http://" + openProxy.Addr() + " refused CONNECT to push.example.test:443 with 403", "in the proxy's rules"}},
 		{name: "SOCKS5, wrong password", proxy: socksProxy.URLWith(wrong), ca: trusted, endpoint: l.apple.URL(), reason: egress.ReasonProxyAuth,
-			want: []string{"SOCKS5 proxy socks5://" + socksProxy.Addr(), "authentication failed", "check the user and password in egress.proxy"}},
+			want: []string{"SOCKS5 proxy socks5://" + socksProxy.Addr(), "authentication failed", "check egress.proxy credentials (the user and password)"}},
 		{name: "SOCKS5, no credentials", proxy: socksProxy.URLWith(nil), ca: trusted, endpoint: l.apple.URL(), reason: egress.ReasonProxyAuth,
 			want: []string{"SOCKS5 proxy socks5://" + socksProxy.Addr() + " wants credentials", "egress.proxy"}},
 		{name: "SOCKS5, target not allowed by the proxy", proxy: openSocks.URL(), ca: trusted, endpoint: "https://push.example.test", reason: egress.ReasonProxyRefused,

@@ -308,6 +308,9 @@ func tunnelFix(err error, p *url.URL, t Target, src string) string {
 		return "check egress.proxy"
 	}
 	if me := proxyMisconfig(err, p, net.JoinHostPort(t.Host, strconv.Itoa(t.Port)), src); me != nil {
+		if pe.status != 0 {
+			return fmt.Sprintf("proxy refused CONNECT: %d, %s", pe.status, me.Fix)
+		}
 		return me.Fix
 	}
 	if pe.step == stepSOCKS {

@@ -127,19 +127,19 @@ func TestProbe(t *testing.T) {
 			name: "wrong proxy password", cfg: egress.Config{Proxy: plainProxy.URLWith(wrong), CAFile: caFile},
 			target: func(*egress.Egress) egress.Target { return apnsTarget },
 			path:   "via http://", steps: "allowlist,dns,proxy,connect",
-			fix: "check the user and password in egress.proxy",
+			fix: "proxy refused CONNECT: 407, check egress.proxy credentials (the user and password)",
 		},
 		{
 			name: "no proxy credentials", cfg: egress.Config{Proxy: plainProxy.URLWith(nil), CAFile: caFile},
 			target: func(*egress.Egress) egress.Target { return apnsTarget },
 			path:   "via http://", steps: "allowlist,dns,proxy,connect",
-			fix: "it wants credentials: http://user:password@host:port in egress.proxy",
+			fix: "proxy refused CONNECT: 407, it wants credentials: http://user:password@host:port in egress.proxy",
 		},
 		{
 			name: "wrong SOCKS5 password", cfg: egress.Config{Proxy: socksProxy.URLWith(wrong), CAFile: caFile},
 			target: func(*egress.Egress) egress.Target { return apnsTarget },
 			path:   "via socks5://", steps: "allowlist,dns,proxy,socks",
-			fix: "check the user and password in egress.proxy",
+			fix: "check egress.proxy credentials (the user and password)",
 		},
 		{
 			name: "https proxy not trusted", cfg: egress.Config{Proxy: tlsProxy.URL(), CAFile: l.creds.CAFile},

@@ -340,7 +340,7 @@ func TestProxyRefusalsAreClearAndPasswordFree(t *testing.T) {
 		want  []string
 	}{
 		{"407 with wrong credentials", httpProxy.URLWith(wrong),
-			[]string{"proxy http://" + httpProxy.Addr() + " refused CONNECT", "407 Proxy Authentication Required", "check the user and password in egress.proxy"}},
+			[]string{"proxy http://" + httpProxy.Addr() + " refused CONNECT", "407 Proxy Authentication Required", "check egress.proxy credentials (the user and password)"}},
 		{"407 without credentials", httpProxy.URLWith(nil),
 			[]string{"407 Proxy Authentication Required", "it wants credentials"}},
 		{"SOCKS5 with wrong credentials", socksProxy.URLWith(wrong),
