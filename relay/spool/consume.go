@@ -122,7 +122,7 @@ func (s *Spool) consumer(ctx context.Context, app string) (jetstream.Consumer, e
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.tune.ackWait,
 		MaxDeliver:    -1,
-		MaxAckPending: -1, // entries waiting out a backoff count as pending
+		MaxAckPending: maxPending, // handed back (not due, or in backoff) counts too: see pacer
 	})
 }
 

@@ -21,6 +21,10 @@ import (
 //     the provider asked for it with Retry-After). Everything else waits
 //     in the stream, unfetched: a million entries wait at the cost of a
 //     few hundred. New Puts are plain appends, whatever the depth.
+//   - An entry fetched before it is due is handed back with a delay, and
+//     stays pending meanwhile: each app's consumer has at most maxPending
+//     entries pending (handed out, in flight or handed back); beyond, new
+//     entries wait in the stream until some are finished.
 //   - The first answer that is not "retry later" ends it: the worker goes
 //     back to batches and drains the stream in its order, oldest first,
 //     at the pace deliver allows.
@@ -33,6 +37,11 @@ const (
 	// probeCap bounds the wait between two probes (Retry-After excepted),
 	// so that a provider that comes back is noticed within seconds.
 	probeCap = 5 * time.Second
+	// maxPending bounds the entries of one app that JetStream holds as
+	// handed out and not acked (about 100 bytes each): the in-flight
+	// deliveries of every relay, entries handed back because not due, and
+	// the few probed entries waiting out their backoff.
+	maxPending = 4096
 )
 
 // pacer tracks one app's recent verdicts and tells its worker whether to
