@@ -29,6 +29,7 @@ import (
 type breaker struct {
 	open      atomic.Bool
 	failing   atomic.Bool  // a run of failures is under way: the success path has something to reset
+	runLen    atomic.Int32 // failures in the current run, for run
 	lastProbe atomic.Int64 // Unix nanoseconds of the last attempt let through while open
 
 	mu    sync.Mutex // guards the run, on the failure path only
@@ -58,6 +59,9 @@ func (b *breaker) allow(now time.Time) bool {
 	return b.lastProbe.CompareAndSwap(last, now.UnixNano())
 }
 
+// run is how many attempts in a row have failed, as last recorded.
+func (b *breaker) run() int { return int(b.runLen.Load()) }
+
 // isOpen reports whether the breaker is open.
 func (b *breaker) isOpen() bool { return b.open.Load() }
 
@@ -72,6 +76,7 @@ func (b *breaker) record(retry bool, now time.Time) (opened, closed bool) {
 		b.mu.Lock()
 		b.runN, b.first = 0, time.Time{}
 		b.failing.Store(false)
+		b.runLen.Store(0)
 		b.mu.Unlock()
 		return false, b.open.CompareAndSwap(true, false)
 	}
@@ -81,6 +86,7 @@ func (b *breaker) record(retry bool, now time.Time) (opened, closed bool) {
 		b.failing.Store(true)
 	}
 	b.runN++
+	b.runLen.Store(int32(min(b.runN, 1<<30)))
 	down := b.runN >= breakerMinFailures && now.Sub(b.first) >= breakerMinSpan
 	b.mu.Unlock()
 	if down && b.open.CompareAndSwap(false, true) {

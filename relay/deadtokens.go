@@ -15,14 +15,10 @@ type deadKey [16]byte
 
 // deadKeyOf returns the key of device token token of app.
 func deadKeyOf(app, token string) deadKey {
-	h := sha256.New()
-	h.Write([]byte(app))
-	h.Write([]byte{0})
-	h.Write([]byte(token))
-	var sum [sha256.Size]byte
-	var k deadKey
-	copy(k[:], h.Sum(sum[:0]))
-	return k
+	var buf [256]byte // on the stack for the usual lengths: no allocation
+	b := append(append(append(buf[:0], app...), 0), token...)
+	sum := sha256.Sum256(b)
+	return deadKey(sum[:len(deadKey{})])
 }
 
 // String is the key in hex, as stored in the spool's bucket.

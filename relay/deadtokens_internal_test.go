@@ -119,3 +119,23 @@ func TestDeadKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDeadTokensLookup is what the hot path pays per push once the
+// set is not empty: a hash of app and token and a map read.
+func BenchmarkDeadTokensLookup(b *testing.B) {
+	d := newDeadTokens(time.Hour, maxDeadTokens)
+	now := time.Now()
+	for i := range 1000 {
+		d.add(deadKeyOf("apple_rn", fmt.Sprint("dead-", i)), now, now)
+	}
+	token := "a7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6"
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			d.maybeSweep(now)
+			if d.has(deadKeyOf("apple_rn", token), now) {
+				b.Fatal("a live token is taken for dead")
+			}
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,16 +21,17 @@ func TestQuickSecondAttempt(t *testing.T) {
 		fault      sandbox.Fault
 		dead       bool
 		wantStatus string
-		quick      bool // a quick second attempt is made
+		retries    int // quick attempts after the first
 	}{
-		{"APNs 503, dead token", "apple_rn", sandbox.Fault{Status: 503, Count: 1}, true, "REMOVE", true},
-		{"APNs 503, live token", "apple_rn", sandbox.Fault{Status: 503, Count: 1}, false, "OK", true},
-		{"APNs stream reset, dead token", "apple_rn", sandbox.Fault{Reset: true, Count: 1}, true, "REMOVE", true},
-		{"FCM 503, dead token", "android_rn", sandbox.Fault{Status: 503, Count: 1}, true, "REMOVE", true},
-		{"FCM 500, live token", "android_rn", sandbox.Fault{Status: 500, Count: 1}, false, "OK", true},
-		{"APNs 429, dead token: no second attempt", "apple_rn", sandbox.Fault{Status: 429, Count: 1}, true, "OK", false},
-		{"FCM 429 QUOTA_EXCEEDED, dead token: no second attempt", "android_rn", sandbox.Fault{Status: 429, Count: 1}, true, "OK", false},
-		{"APNs 503 twice, dead token: spooled", "apple_rn", sandbox.Fault{Status: 503, Count: 2}, true, "OK", true},
+		{"APNs 503, dead token", "apple_rn", sandbox.Fault{Status: 503, Count: 1}, true, "REMOVE", 1},
+		{"APNs 503, live token", "apple_rn", sandbox.Fault{Status: 503, Count: 1}, false, "OK", 1},
+		{"APNs stream reset, dead token", "apple_rn", sandbox.Fault{Reset: true, Count: 1}, true, "REMOVE", 1},
+		{"FCM 503, dead token", "android_rn", sandbox.Fault{Status: 503, Count: 1}, true, "REMOVE", 1},
+		{"FCM 500, live token", "android_rn", sandbox.Fault{Status: 500, Count: 1}, false, "OK", 1},
+		{"APNs 429, dead token: no second attempt", "apple_rn", sandbox.Fault{Status: 429, Count: 1}, true, "OK", 0},
+		{"FCM 429 QUOTA_EXCEEDED, dead token: no second attempt", "android_rn", sandbox.Fault{Status: 429, Count: 1}, true, "OK", 0},
+		{"APNs 503 twice, dead token: a third attempt", "apple_rn", sandbox.Fault{Status: 503, Count: 2}, true, "REMOVE", 2},
+		{"FCM 503 three times, dead token: spooled", "android_rn", sandbox.Fault{Status: 503, Count: 3}, true, "OK", 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -53,8 +55,12 @@ func TestQuickSecondAttempt(t *testing.T) {
 				t.Fatalf("HTTP %d %v, want %s", code, answer, c.wantStatus)
 			}
 			provider := map[string]string{"apple_rn": "apns", "android_rn": "fcm"}[c.platform]
-			if quick := metric(t, h, `pushrelay_provider_quick_retries_total{provider="`+provider+`"} 1`); quick != c.quick {
-				t.Errorf("quick second attempt made: %v, want %v", quick, c.quick)
+			want := fmt.Sprintf(`pushrelay_provider_quick_retries_total{provider=%q} %d`, provider, c.retries)
+			if c.retries == 0 {
+				want = `pushrelay_provider_quick_retries_total{provider="` + provider + `"}`
+			}
+			if got := metric(t, h, want); got == (c.retries == 0) {
+				t.Errorf("quick attempts after the first: want %d", c.retries)
 			}
 			// The first attempt carries no collapse id; any later one does.
 			var collapse []string
@@ -88,10 +94,10 @@ func TestDeadTokenFoundOnRedeliveryIsAnsweredRemoveNextTime(t *testing.T) {
 			requests := func() int { return len(h.apple.Requests()) + len(h.google.Requests()) }
 			if platform == "apple_rn" {
 				h.apple.KillToken(token, "Unregistered")
-				h.apple.Fail(sandbox.Fault{Status: 503, Count: 2}) // the first attempt and the quick second one
+				h.apple.Fail(sandbox.Fault{Status: 503, Count: 3}) // the first attempt and the two quick ones
 			} else {
 				h.google.KillToken(token, "UNREGISTERED")
-				h.google.Fail(sandbox.Fault{Status: 503, Count: 2})
+				h.google.Fail(sandbox.Fault{Status: 503, Count: 3})
 			}
 			m := mmMessage(platform, token)
 			m.AckId = "ack-1"
@@ -126,4 +132,23 @@ func TestDeadTokenFoundOnRedeliveryIsAnsweredRemoveNextTime(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A provider that fails everything gets at most about twice its load from
+// the quick attempts: the third attempt is only for isolated failures.
+func TestQuickAttemptsDoNotPileOnAFailingProvider(t *testing.T) {
+	h := start(t, "{}")
+	h.apple.Fail(sandbox.Fault{Status: 503})
+	const n = 20
+	pushN(t, h, "apple_rn", n)
+	// The redeliveries from the spool are not counted: the quick attempts are.
+	for k := 0; k <= 3*n; k++ {
+		if metric(t, h, fmt.Sprintf(`pushrelay_provider_quick_retries_total{provider="apns"} %d`+"\n", k)) {
+			if k > n+2 {
+				t.Errorf("%d pushes to a provider that fails them all made %d quick attempts more, more than one each", n, k)
+			}
+			return
+		}
+	}
+	t.Error("no quick attempts counted")
 }

@@ -13,21 +13,33 @@ import (
 // one, and a quick second one when the first met a transient failure
 // (quickRetry), so that the answer the Mattermost server gets is the
 // provider's verdict (REMOVE for a dead token) rather than OK for a
-// notification kept in the spool. The second attempt is marked as a
-// redelivery: were the first to have reached the phone after all, the
-// phone shows it once.
+// notification kept in the spool. A third attempt follows a second
+// transient failure only while failures are isolated (fewer than
+// breakerMinFailures in a row): under 5% random 503s, two attempts leave
+// 0.25% of the notifications to the spool and three 0.0125%, while a
+// provider that fails everything gets no more than twice its load until
+// the breaker opens. Every attempt after the first is marked as a
+// redelivery: were an earlier one to have reached the phone after all,
+// the phone shows it once.
 func (r *Relay) deliver(ctx context.Context, st *state, a *app, n *wire.Notification, at providers.Attempt) (providers.Result, time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, st.timeout)
 	defer cancel()
 	res, elapsed := r.send(ctx, st, a, n, at)
-	if !quickRetry(ctx, res, st.timeout) || a.breaker.isOpen() {
-		return res, elapsed
+	for retry := 1; retry <= maxQuickRetries && quickRetry(ctx, res, st.timeout) && !a.breaker.isOpen(); retry++ {
+		if retry > 1 && a.breaker.run() >= breakerMinFailures {
+			break // not an isolated failure: do not pile on
+		}
+		r.metrics.quickRetry(a.provider)
+		at.Redelivery = true
+		var more time.Duration
+		res, more = r.send(ctx, st, a, n, at)
+		elapsed += more
 	}
-	r.metrics.quickRetry(a.provider)
-	at.Redelivery = true
-	res, more := r.send(ctx, st, a, n, at)
-	return res, elapsed + more
+	return res, elapsed
 }
+
+// maxQuickRetries bounds the quick attempts after the first.
+const maxQuickRetries = 2
 
 // quickRetryMinLeft is the share of delivery.timeout that must be left for
 // a quick second attempt to be worth making.

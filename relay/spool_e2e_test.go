@@ -158,7 +158,7 @@ func TestRedeliveryCarriesCollapseIDAndExpiration(t *testing.T) {
 
 func TestDeadTokenOnRedeliveryIsCountedRemoved(t *testing.T) {
 	h := start(t, "{}")
-	h.apple.Fail(sandbox.Fault{Status: 503, Count: 2}) // the first attempt and the quick second one
+	h.apple.Fail(sandbox.Fault{Status: 503, Count: 3}) // the first attempt and the two quick ones
 	pushN(t, h, "apple_rn", 1)
 	h.apple.KillToken("tok-0", "Unregistered")
 	waitFor(t, "the removal", 10*time.Second, func() bool {
