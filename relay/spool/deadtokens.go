@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,14 +34,31 @@ func (s *Spool) DeadTokens(ctx context.Context) (*DeadTokens, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	want := jetstream.KeyValueConfig{
 		Bucket:      DeadTokensBucket,
 		Description: "pushrelay: device tokens found dead on a redelivery",
 		History:     1,
 		TTL:         s.cfg.MaxAge,
 		MaxBytes:    deadTokensMaxBytes,
 		Storage:     jetstream.FileStorage,
-	})
+	}
+	// An existing bucket keeps the replicas and placement an operator gave it.
+	kv, err := s.js.KeyValue(ctx, DeadTokensBucket)
+	if err == nil {
+		var st jetstream.KeyValueStatus
+		if st, err = kv.Status(ctx); err == nil {
+			if st.TTL() == want.TTL {
+				return &DeadTokens{kv: kv}, nil
+			}
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				cur := bs.StreamInfo().Config
+				want.Replicas, want.Placement = cur.Replicas, cur.Placement
+			}
+			kv, err = s.js.UpdateKeyValue(ctx, want)
+		}
+	} else if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.js.CreateOrUpdateKeyValue(ctx, want)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("spool: dead token bucket %s: %w", DeadTokensBucket, err)
 	}

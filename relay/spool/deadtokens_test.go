@@ -108,3 +108,28 @@ func TestDeadTokensSurviveRestart(t *testing.T) {
 		t.Error("DeadTokens after Close did not fail")
 	}
 }
+
+// A relay started with another spool.max_age brings the bucket's TTL to it,
+// and the keys already there stay.
+func TestDeadTokensTTLFollowsMaxAge(t *testing.T) {
+	url := natsServer(t)
+	for i, maxAge := range []time.Duration{time.Hour, 10 * time.Minute, 10 * time.Minute} {
+		s := openT(t, Config{NATSURL: url, MaxAge: maxAge}, fastBackoff)
+		d, err := s.DeadTokens(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := d.Remember(t.Context(), "k1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := d.kv.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TTL() != maxAge || st.Values() != 1 {
+			t.Errorf("opened with max_age %s: bucket TTL %s, %d keys; want %s, 1", maxAge, st.TTL(), st.Values(), maxAge)
+		}
+	}
+}
