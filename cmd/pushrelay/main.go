@@ -12,6 +12,8 @@
 //	pushrelay migrate FILE.json       print mattermost-push-proxy's config.json as pushrelay YAML
 //	pushrelay bench [--sandbox]       load a relay and measure it
 //	pushrelay version                 print the version
+//
+// Every subcommand takes --help.
 package main
 
 import (
@@ -24,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +35,7 @@ import (
 	"github.com/pushrelay/pushrelay/demo"
 	"github.com/pushrelay/pushrelay/heapfloor"
 	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
@@ -38,7 +43,7 @@ import (
 const usage = `pushrelay: a Mattermost push-notification relay for the DMZ.
 
 Usage:
-  pushrelay serve [--config FILE]   run the relay (config: --config, $PUSHRELAY_CONFIG or pushrelay.yaml)
+  pushrelay serve [--config FILE]   run the relay
   pushrelay demo [--keep]           run the relay against in-process APNs/FCM look-alikes and show what leaves
   pushrelay check [--config FILE] [--egress]
                                     validate a configuration and load its credentials; with --egress, reach
@@ -51,7 +56,57 @@ Usage:
   pushrelay bench [--sandbox | -url URL] [-c N] [-n N | -d DURATION]
                                     load a relay with Mattermost-shaped pushes; --sandbox measures this machine
   pushrelay version                 print the version
+
+FILE defaults to $PUSHRELAY_CONFIG, else pushrelay.yaml; check and serve also take it as their one
+argument (pushrelay check my.yaml). "pushrelay COMMAND --help" describes a command.
 `
+
+// The usage of each subcommand, for --help; the flags follow.
+const (
+	serveUsage = `Usage: pushrelay serve [--config FILE]
+       pushrelay serve FILE
+
+Runs the relay: the send_push API on listen, /metrics on metrics.listen. SIGHUP reloads the policy,
+credentials, secrets and certificates without dropping requests (a bad configuration is refused and the
+running one stays); SIGTERM finishes or spools the sends in flight and exits.
+`
+	demoUsage = `Usage: pushrelay demo [--keep]
+
+Starts the relay on loopback against in-process look-alikes of APNs and FCM (no configuration, no
+credentials, nothing but loopback), sends the notifications a Mattermost server sends, and shows what
+Mattermost sent next to what reached Apple or Google under the default policy, then the relay's counts.
+The report fits the terminal's width ($COLUMNS, at least 80 columns; 80 when piped).
+`
+	checkUsage = `Usage: pushrelay check [--config FILE] [--egress]
+       pushrelay check [--egress] FILE
+
+Validates the configuration FILE (pushrelay YAML, or mattermost-push-proxy's config.json) and loads every
+credential, secret and certificate it names, as serve would, without opening a port. Every problem is
+listed at once, in the order of the file, each with its key. With --egress it then reaches every host the
+apps use, through the configured proxy and source address, and prints what works and what the network
+team must open. Exits 1 if anything is wrong.
+`
+	explainUsage = `Usage: pushrelay policy explain [--config FILE] [FILE.json]
+
+Reads one notification as the Mattermost server sends it (the JSON body of /api/v1/send_push) from
+FILE.json, or from stdin when it is piped in, and prints which app it goes to and, for every configured
+app, what the policy removes and what would be sent to Apple, Google or the upstream push proxy, field by
+field. It reads no credential and sends nothing.
+`
+	migrateUsage = `Usage: pushrelay migrate FILE.json > pushrelay.yaml
+
+Reads FILE.json, mattermost-push-proxy's config.json, and prints the equivalent pushrelay YAML on stdout,
+with a comment wherever the two differ; what each old key became goes to stderr. An entry the old file
+leaves without a credential (as its shipped sample does) is written with the key empty and marked FILL.
+Relative paths of the old file are made absolute against the old proxy's directory. Exits 1 only when
+FILE.json cannot be read. Then: pushrelay check --config pushrelay.yaml
+`
+	versionUsage = `Usage: pushrelay version
+
+Prints the version: the module version it was built as, or the commit and its time ("+dirty" when built
+from a modified tree).
+`
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,7 +119,44 @@ func main() {
 		}
 		return
 	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		relay.Version, relay.Commit = buildVersion(relay.Version, relay.Commit, info)
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// buildVersion names the build: the version and commit stamped in with
+// -ldflags -X when they were, else what Go recorded: the module version
+// (go install ...@v1.2.3), or the VCS revision and its time, "+dirty" when
+// the tree had changes (go build in a checkout).
+func buildVersion(version, commit string, info *debug.BuildInfo) (string, string) {
+	if version != "dev" {
+		return version, commit
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	rev := settings["vcs.revision"]
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" && settings["vcs.modified"] == "true" {
+		rev += "+dirty"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		if rev == "" {
+			return v, commit
+		}
+		return v, rev
+	}
+	if rev == "" {
+		return version, commit
+	}
+	if t := settings["vcs.time"]; t != "" {
+		return "devel-" + rev, rev + " " + t
+	}
+	return "devel-" + rev, rev
 }
 
 // run executes one subcommand and returns the process exit code.
@@ -76,23 +168,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, args[1:], stderr)
+		err = serve(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = runDemo(ctx, args[1:], stdout)
 	case "check":
 		err = check(args[1:], stdout)
 	case "policy":
+		if len(args) >= 2 && (args[1] == "--help" || args[1] == "-h" || args[1] == "help") {
+			fmt.Fprint(stdout, explainUsage)
+			return 0
+		}
 		if len(args) < 2 || args[1] != "explain" {
-			fmt.Fprintf(stderr, "pushrelay policy: the only subcommand is explain\n\n%s", usage)
+			fmt.Fprintln(stderr, "pushrelay policy: the only subcommand is explain (pushrelay policy explain --help)")
 			return 2
 		}
-		err = explain(args[2:], os.Stdin, stdout)
+		args = append([]string{"policy explain"}, args[2:]...)
+		err = explain(args[1:], os.Stdin, stdout)
 	case "migrate":
 		err = migrate(args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "pushrelay %s (%s)\n", relay.Version, relay.Commit)
+		if err = parseFlags(newFlags("version"), args[1:], stdout, versionUsage, 0); err == nil {
+			fmt.Fprintf(stdout, "pushrelay %s (%s)\n", relay.Version, relay.Commit)
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -109,12 +208,79 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// newFlags makes a subcommand's flag set that prints nothing itself:
+// parseFlags reports its errors once, and --help on stdout.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args, flags and positional arguments in any order.
+// --help prints help and the flags on stdout and returns flag.ErrHelp;
+// more than maxArgs positional arguments is an error that names them.
+// The positional arguments are in fs.Args afterwards.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, help string, maxArgs int) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stdout, help)
+				if hasFlags(fs) {
+					fmt.Fprintln(stdout, "\nFlags:")
+					fs.SetOutput(stdout)
+					fs.PrintDefaults()
+				}
+				return flag.ErrHelp
+			}
+			return fmt.Errorf("%w (pushrelay %s --help shows the usage)", err, fs.Name())
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if i := len(args) - fs.NArg() - 1; i >= 0 && args[i] == "--" {
+			positional = append(positional, fs.Args()...) // after "--" nothing is a flag
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(positional) > maxArgs {
+		return fmt.Errorf("unexpected argument %q (pushrelay %s --help shows the usage)",
+			strings.Join(positional[maxArgs:], " "), fs.Name())
+	}
+	return fs.Parse(append([]string{"--"}, positional...))
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// configFlag adds --config to fs.
 func configFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv("PUSHRELAY_CONFIG")
 	if def == "" {
 		def = "pushrelay.yaml"
 	}
-	return fs.String("config", def, "configuration `file` (YAML)")
+	return fs.String("config", def, "configuration `file`: pushrelay YAML, or mattermost-push-proxy's config.json "+
+		"(default $PUSHRELAY_CONFIG, else pushrelay.yaml)")
+}
+
+// configPath is --config, or the one positional argument when --config was
+// not given; both at once is an error.
+func configPath(fs *flag.FlagSet, flagValue string) (string, error) {
+	if fs.NArg() == 0 {
+		return flagValue, nil
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "config" })
+	if set {
+		return "", fmt.Errorf("two configurations, --config %s and %s: give one", flagValue, fs.Arg(0))
+	}
+	return fs.Arg(0), nil
 }
 
 // heapFloor is the heap the relay lets grow before it collects: just under
@@ -142,13 +308,17 @@ func tuneRuntime(cfg *relay.Config) *heapfloor.Floor {
 	return floor
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve")
+	flagPath := configFlag(fs)
+	if err := parseFlags(fs, args, stdout, serveUsage, 1); err != nil {
 		return err
 	}
+	p, err := configPath(fs, *flagPath)
+	if err != nil {
+		return err
+	}
+	path := &p
 	cfg, err := relay.LoadConfig(*path)
 	if err != nil {
 		return err
@@ -192,26 +362,28 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func check(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	path := configFlag(fs)
+	fs := newFlags("check")
+	flagPath := configFlag(fs)
 	withEgress := fs.Bool("egress", false, "also reach every host the apps use, through the configured egress path, "+
 		"and print what works and what the network team must open")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, checkUsage, 1); err != nil {
 		return err
 	}
-	cfg, err := relay.LoadConfig(*path)
+	path, err := configPath(fs, *flagPath)
+	if err != nil {
+		return err
+	}
+	// Every problem at once: keys, values, credentials, secrets and
+	// certificates, without the spool, a listener or a connection.
+	cfg, err := relay.CheckConfig(path)
 	if err != nil {
 		return err
 	}
 	if _, err := relay.NewLogger(cfg.Log, io.Discard); err != nil {
 		return err
 	}
-	// Credentials, secrets and certificates, without the spool, a listener
-	// or a connection.
-	if err := relay.Check(cfg); err != nil {
-		return fmt.Errorf("config %s: %w", *path, err)
-	}
-	fmt.Fprintf(stdout, "config %s is valid: %d app(s), policy %s\n", *path, len(cfg.Apps), cfg.Policy.Mode)
+	fmt.Fprintf(stdout, "config %s is valid: %d app(s), policy %s\n", path, len(cfg.Apps), cfg.Policy.Mode)
+	fmt.Fprintln(stdout, phoneShows(cfg.Policy))
 	if !*withEgress {
 		return nil
 	}
@@ -222,17 +394,40 @@ func check(args []string, stdout io.Writer) error {
 	return relay.CheckEgress(ctx, cfg, stdout)
 }
 
-func explain(args []string, stdin io.Reader, stdout io.Writer) error {
-	fs := flag.NewFlagSet("policy explain", flag.ContinueOnError)
+// phoneShows says what the phones show under the policy's mode (the
+// README's "What the phone shows").
+func phoneShows(c policy.Config) string {
+	scope := ""
+	if len(c.Rules) > 0 {
+		scope = " where no rule picks another mode"
+	}
+	text := c.GenericText
+	if text == "" {
+		text = policy.DefaultGenericText
+	}
+	switch c.Mode {
+	case policy.IDOnly, "":
+		return "what the phone shows" + scope + ": only ids leave; the app fetches the content from your Mattermost " +
+			"server, which hands it out only with a Professional or Enterprise license, and only if the phone reaches " +
+			"it (VPN). Without both, the phone shows \"" + text + "\" (sender \"Someone\" on Android). " +
+			"See \"What the phone shows\" in the README."
+	case policy.Full:
+		return "what the phone shows" + scope + ": everything; the message text and the channel and sender names " +
+			"go to Apple and Google."
+	default:
+		return "what the phone shows" + scope + ": \"" + text + "\" instead of the message text, which the app " +
+			"does not fetch."
+	}
+}
+
+func explain(args []string, stdin *os.File, stdout io.Writer) error {
+	fs := newFlags("policy explain")
 	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, explainUsage, 1); err != nil {
 		return err
 	}
-	cfg, err := relay.LoadConfig(*path)
-	if err != nil {
-		return err
-	}
-	in, name := stdin, "stdin"
+	var in io.Reader = stdin
+	name := "stdin"
 	if fs.NArg() > 0 {
 		f, err := os.Open(fs.Arg(0))
 		if err != nil {
@@ -240,6 +435,13 @@ func explain(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 		defer f.Close()
 		in, name = f, fs.Arg(0)
+	} else if isTerminal(stdin) {
+		return errors.New("no notification: name a FILE.json or pipe one in " +
+			"(pushrelay policy explain --config pushrelay.yaml notification.json)")
+	}
+	cfg, err := relay.LoadConfig(*path)
+	if err != nil {
+		return err
 	}
 	var n wire.Notification
 	if err := json.NewDecoder(in).Decode(&n); err != nil {
@@ -248,29 +450,49 @@ func explain(args []string, stdin io.Reader, stdout io.Writer) error {
 	return relay.Explain(cfg, n, stdout)
 }
 
+// isTerminal reports whether f is a terminal (a character device).
+func isTerminal(f *os.File) bool {
+	if f == nil {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
 func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs := newFlags("demo")
 	keep := fs.Bool("keep", false, "keep the relay and the look-alikes serving after the demo, until interrupted")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, demoUsage, 0); err != nil {
 		return err
 	}
-	return demo.Run(ctx, stdout, demo.Options{Keep: *keep})
+	return demo.Run(ctx, stdout, demo.Options{Keep: *keep, Width: termWidth(stdout)})
+}
+
+// termWidth is $COLUMNS when set, else the width of the terminal out is,
+// else 0 (the demo's 80).
+func termWidth(out io.Writer) int {
+	if c, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && c > 0 {
+		return c
+	}
+	if f, ok := out.(*os.File); ok && isTerminal(f) {
+		return terminalColumns(f)
+	}
+	return 0
 }
 
 func migrate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("migrate")
+	if err := parseFlags(fs, args, stdout, migrateUsage, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: pushrelay migrate FILE.json (mattermost-push-proxy's config.json); the YAML goes to stdout")
+		return errors.New("which file? pushrelay migrate FILE.json (mattermost-push-proxy's config.json); the YAML goes to stdout")
 	}
 	data, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	out, mapped, err := relay.Migrate(data, os.LookupEnv)
+	out, mapped, err := relay.MigrateFile(fs.Arg(0), data, os.LookupEnv)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}

@@ -27,8 +27,23 @@ func TestVersionAndUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "pushrelay ") {
 		t.Errorf("version: exit %d, %q", code, out.String())
 	}
-	if code := run(context.Background(), []string{"frobnicate"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown command "frobnicate"`) {
+	if code := run(context.Background(), []string{"frobnicate"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown command "frobnicate"`) ||
+		!strings.Contains(errOut.String(), usage) {
 		t.Errorf("unknown command: exit %d, %q", code, errOut.String())
+	}
+	// The usage names every command, and goes to stdout when asked for.
+	out.Reset()
+	if code := run(context.Background(), []string{"--help"}, &out, &errOut); code != 0 || out.String() != usage {
+		t.Errorf("--help: exit %d, %q", code, out.String())
+	}
+	for _, cmd := range []string{"serve", "demo", "check", "policy explain", "migrate FILE.json", "bench", "version"} {
+		if !strings.Contains(usage, "pushrelay "+cmd) {
+			t.Errorf("the usage does not name %q", cmd)
+		}
+	}
+	errOut.Reset()
+	if code := run(context.Background(), nil, &out, &errOut); code != 2 || errOut.String() != usage {
+		t.Errorf("no command: exit %d, %q", code, errOut.String())
 	}
 }
 

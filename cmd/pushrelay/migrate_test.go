@@ -38,7 +38,7 @@ func TestMigrateAndCheckTheOldConfig(t *testing.T) {
 	}{
 		{name: "migrate prints YAML", args: []string{"migrate", old}, code: 0, stdout: "platform: apple_rn", stderr: "ApplePushSettings[0] -> apps[0]", yamlOnly: true},
 		{name: "check takes the old file", args: []string{"check", "--config", old}, code: 0, stdout: "is valid: 2 app(s), policy id_only"},
-		{name: "migrate needs a file", args: []string{"migrate"}, code: 1, stderr: "usage: pushrelay migrate FILE.json"},
+		{name: "migrate needs a file", args: []string{"migrate"}, code: 1, stderr: "which file? pushrelay migrate FILE.json"},
 		{name: "migrate names the JSON key", args: []string{"migrate", writeTemp(t, `{"ListenAddress": 8066}`)}, code: 1, stderr: "ListenAddress: expected a string"},
 	}
 	for _, tt := range tests {
