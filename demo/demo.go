@@ -16,9 +16,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/providers/apns"
@@ -33,7 +35,19 @@ type Options struct {
 	// Keep leaves the relay and the look-alikes serving after the demo,
 	// until ctx ends.
 	Keep bool
+	// Width is the terminal's width in columns; 0 (or less than 80) means
+	// 80, which also reads well piped into a file or a pager. From 120
+	// columns, what Mattermost sent and what left are shown side by side;
+	// below, one after the other.
+	Width int
 }
+
+// minWidth is the narrowest report; sideBySideWidth the narrowest shown
+// in two columns.
+const (
+	minWidth        = 80
+	sideBySideWidth = 120
+)
 
 // step is one notification the demo sends, as the Mattermost server would.
 type step struct {
@@ -133,8 +147,14 @@ func Run(ctx context.Context, out io.Writer, opt Options) error {
 		_ = srv.Shutdown(stop)
 	}()
 
-	fmt.Fprintf(out, "pushrelay demo: relay on %s, look-alike APNs on %s, FCM on %s\n", srv.Addr(), apple.URL(), google.URL())
-	fmt.Fprintf(out, "policy: %s (the default): message text, channel and sender names never leave; the app fetches them itself\n\n", cfg.Policy.Mode)
+	p := &printer{w: out, width: max(opt.Width, minWidth)}
+	p.line(fmt.Sprintf("pushrelay demo: relay on %s, look-alike APNs on %s, FCM on %s", srv.Addr(), apple.URL(), google.URL()))
+	p.line(fmt.Sprintf("policy: %s (the default): message text, channel and sender names never leave.", cfg.Policy.Mode))
+	p.line("What the phone shows then: the app fetches the content from your Mattermost server over its own " +
+		"connection, which works only when that server has a Professional or Enterprise license and the phone " +
+		"can reach it (VPN); otherwise it shows \"You've received a new message.\" (sender \"Someone\" on Android). " +
+		"See \"What the phone shows\" in the README.")
+	p.line("")
 
 	pol, err := policy.New(cfg.Policy)
 	if err != nil {
@@ -166,20 +186,22 @@ func Run(ctx context.Context, out io.Writer, opt Options) error {
 			where, upstream = "reached nobody", ""
 		}
 		sent, _ := json.Marshal(s.n)
-		fmt.Fprintf(out, "── %d. %s ── relay answered %s\n", i+1, s.title, answer)
+		p.line(fmt.Sprintf("── %d. %s", i+1, s.title))
+		p.line("   relay answered " + answer)
 		if removed := removedBy(pol, s.n); removed != "" {
-			fmt.Fprintf(out, "   the policy removed: %s\n", removed)
+			p.line("   the policy removed: " + removed)
 		}
-		sideBySide(out, "Mattermost sent", indent(sent), where, upstream)
-		fmt.Fprintln(out)
+		p.compare("Mattermost sent", indent(sent), where, upstream)
+		p.line("")
 	}
 
-	fmt.Fprintln(out, "── metrics (from the relay's /metrics) ──")
-	if err := summary(ctx, client, "http://"+srv.MetricsAddr()+"/metrics", out); err != nil {
+	p.line("── metrics (from the relay's /metrics) ──")
+	if err := summary(ctx, client, "http://"+srv.MetricsAddr()+"/metrics", p); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if opt.Keep {
-		fmt.Fprintf(out, "\nstill serving (Ctrl-C to stop): send_push at http://%s/api/v1/send_push, metrics at http://%s/metrics\n", srv.Addr(), srv.MetricsAddr())
+		p.line("")
+		p.line(fmt.Sprintf("still serving (Ctrl-C to stop): send_push at http://%s/api/v1/send_push, metrics at http://%s/metrics", srv.Addr(), srv.MetricsAddr()))
 		<-ctx.Done()
 	}
 	return nil
@@ -262,13 +284,45 @@ func indent(raw []byte) string {
 	return string(out)
 }
 
-const column = 62
+// printer writes the report, no line wider than width columns.
+type printer struct {
+	w     io.Writer
+	width int
+}
 
-// sideBySide prints two texts in two columns, wrapping long lines.
-func sideBySide(out io.Writer, leftTitle, left, rightTitle, right string) {
-	l, r := wrap(left), wrap(right)
-	fmt.Fprintf(out, "%-*s │ %s\n", column, leftTitle, rightTitle)
-	fmt.Fprintf(out, "%s─┼─%s\n", strings.Repeat("─", column), strings.Repeat("─", column))
+// line writes s, wrapped at width (see wrap).
+func (p *printer) line(s string) {
+	for _, l := range wrap(s, p.width) {
+		fmt.Fprintln(p.w, l)
+	}
+}
+
+// compare shows what Mattermost sent and what left: side by side when the
+// terminal is wide enough, else one after the other.
+func (p *printer) compare(leftTitle, left, rightTitle, right string) {
+	if p.width < sideBySideWidth {
+		p.line(leftTitle + ":")
+		for _, l := range strings.Split(strings.TrimRight(left, "\n"), "\n") {
+			p.line("  " + l)
+		}
+		p.line(rightTitle + ":")
+		if right != "" {
+			for _, l := range strings.Split(strings.TrimRight(right, "\n"), "\n") {
+				p.line("  " + l)
+			}
+		}
+		return
+	}
+	column := min((p.width-3)/2, 62)
+	var l, r []string
+	for _, s := range strings.Split(strings.TrimRight(left, "\n"), "\n") {
+		l = append(l, wrap(s, column)...)
+	}
+	for _, s := range strings.Split(strings.TrimRight(right, "\n"), "\n") {
+		r = append(r, wrap(s, column)...)
+	}
+	fmt.Fprintf(p.w, "%s%s │ %s\n", leftTitle, pad(leftTitle, column), rightTitle)
+	fmt.Fprintf(p.w, "%s─┼─%s\n", strings.Repeat("─", column), strings.Repeat("─", column))
 	for i := 0; i < max(len(l), len(r)); i++ {
 		var a, b string
 		if i < len(l) {
@@ -277,25 +331,54 @@ func sideBySide(out io.Writer, leftTitle, left, rightTitle, right string) {
 		if i < len(r) {
 			b = r[i]
 		}
-		fmt.Fprintf(out, "%s%s │ %s\n", a, strings.Repeat(" ", max(0, column-len([]rune(a)))), b)
+		fmt.Fprintf(p.w, "%s%s │ %s\n", a, pad(a, column), b)
 	}
 }
 
-func wrap(text string) []string {
-	var lines []string
-	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
-		rs := []rune(line)
-		for len(rs) > column {
-			lines = append(lines, string(rs[:column]))
-			rs = append([]rune("      "), rs[column:]...)
-		}
-		lines = append(lines, string(rs))
+func pad(s string, column int) string {
+	return strings.Repeat(" ", max(0, column-utf8.RuneCountInString(s)))
+}
+
+// wrap breaks line into lines of at most width runes, at spaces where it
+// can (a word longer than a line is cut); continuation lines are indented
+// four more than the line's own indentation.
+func wrap(line string, width int) []string {
+	rs := []rune(strings.TrimRight(line, " "))
+	if len(rs) <= width {
+		return []string{string(rs)}
 	}
-	return lines
+	lead := 0
+	for lead < len(rs) && rs[lead] == ' ' {
+		lead++
+	}
+	cont := []rune(strings.Repeat(" ", min(lead+4, width/2)))
+	var out []string
+	for len(rs) > width {
+		cut := width
+		for i := width; i > len(cont)+1 && i > lead; i-- {
+			if rs[i] == ' ' {
+				cut = i
+				break
+			}
+			if rs[i-1] == ',' && cut == width {
+				cut = -i // a comma: the place to cut when there is no space
+			}
+		}
+		if cut < 0 {
+			cut = -cut
+		}
+		out = append(out, strings.TrimRight(string(rs[:cut]), " "))
+		rest := rs[cut:]
+		for len(rest) > 0 && rest[0] == ' ' {
+			rest = rest[1:]
+		}
+		rs = append(append([]rune{}, cont...), rest...)
+	}
+	return append(out, string(rs))
 }
 
 // summary prints the non-zero notification and policy counters.
-func summary(ctx context.Context, c *http.Client, url string, out io.Writer) error {
+func summary(ctx context.Context, c *http.Client, url string, p *printer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -305,18 +388,48 @@ func summary(ctx context.Context, c *http.Client, url string, out io.Writer) err
 		return err
 	}
 	defer resp.Body.Close()
+	var counts [][5]string // app, provider, type, outcome, count
 	var lines []string
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if (strings.HasPrefix(line, "pushrelay_notifications_total{") || strings.HasPrefix(line, "pushrelay_policy_fields_removed_total{") ||
-			strings.HasPrefix(line, "pushrelay_provider_errors_total{") || strings.HasPrefix(line, "pushrelay_spool_")) && !strings.HasSuffix(line, " 0") {
+		if strings.HasSuffix(line, " 0") {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "pushrelay_notifications_total{"); ok {
+			labels, value, _ := strings.Cut(rest, "} ")
+			l := map[string]string{}
+			for _, m := range labelRE.FindAllStringSubmatch(labels, -1) {
+				l[m[1]] = m[2]
+			}
+			counts = append(counts, [5]string{l["app"], l["provider"], l["type"], l["outcome"], value})
+			continue
+		}
+		if strings.HasPrefix(line, "pushrelay_policy_fields_removed_total{") || strings.HasPrefix(line, "pushrelay_provider_errors_total{") ||
+			strings.HasPrefix(line, "pushrelay_spool_") {
 			lines = append(lines, line)
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	sort.Slice(counts, func(i, j int) bool { return strings.Join(counts[i][:4], " ") < strings.Join(counts[j][:4], " ") })
+	p.line("  pushrelay_notifications_total, by outcome:")
+	rows := append([][5]string{{"app", "provider", "type", "outcome", "count"}}, counts...)
+	var widths [5]int
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		p.line(fmt.Sprintf("    %-*s  %-*s  %-*s  %-*s  %*s", widths[0], r[0], widths[1], r[1], widths[2], r[2], widths[3], r[3], widths[4], r[4]))
+	}
 	sort.Strings(lines)
 	for _, l := range lines {
-		fmt.Fprintln(out, "  "+l)
+		p.line("  " + l)
 	}
-	return sc.Err()
+	return nil
 }
+
+var labelRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
