@@ -15,8 +15,9 @@ import (
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
-// Explain writes, for every app in cfg, what would leave for its provider
-// if n arrived for that app: the rule that decides, the fields the policy
+// Explain writes which app n goes to (by its platform, as the relay routes
+// it), then, for every app in cfg, what would leave for its provider if n
+// arrived for that app: the rule that decides, the fields the policy
 // removes, and the upstream request field by field. It reads no credential
 // and opens no connection; the payloads come from the same builders the
 // providers send with.
@@ -25,6 +26,8 @@ func Explain(cfg *Config, n wire.Notification, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintln(w, routeOf(cfg, n.Platform))
+	fmt.Fprintln(w)
 	for _, a := range cfg.Apps {
 		in := n
 		if a.Platform != "*" {
@@ -87,6 +90,41 @@ func Explain(cfg *Config, n wire.Notification, w io.Writer) error {
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+// routeOf says which app the relay sends a notification for platform to,
+// as Relay.Push routes it: the platform without its -vN suffix, else "*".
+func routeOf(cfg *Config, platform string) string {
+	if platform == "" {
+		return "this notification has no platform: the relay answers FAIL (below, what each app would send if it had its platform)"
+	}
+	name, _ := wire.SplitPlatform(platform)
+	var wildcard *AppConfig
+	for i, a := range cfg.Apps {
+		if a.Platform == name {
+			return fmt.Sprintf("platform %q goes to app %s (apps[%d], %s)", platform, a.Platform, i, providerOf(a))
+		}
+		if a.Platform == "*" {
+			wildcard = &cfg.Apps[i]
+		}
+	}
+	if wildcard != nil {
+		return fmt.Sprintf("platform %q goes to app * (no app is named %s; %s)", platform, name, providerOf(*wildcard))
+	}
+	return fmt.Sprintf("platform %q goes to no app: none is named %s and there is no \"*\", so the relay answers FAIL "+
+		"(below, what each app would send if it were its platform)", platform, name)
+}
+
+func providerOf(a AppConfig) string {
+	switch {
+	case a.APNs != nil:
+		return "apns " + a.APNs.Host()
+	case a.FCM != nil:
+		return "fcm"
+	case a.Upstream != nil:
+		return "upstream " + a.Upstream.URL
+	}
+	return "no provider"
 }
 
 // flatten lists a JSON document's leaves as dotted paths with JSON values,
