@@ -386,6 +386,11 @@ var faultCases = []faultCase{
 		check: func(s *faultServer, report func(string, ...any)) {
 			wantAtLeast(report, "GOAWAYs", s.goAways.Load(), 10)
 		}},
+	{name: "GOAWAY every 10 requests, 4 streams at once", opts: faultOpts{goAwayEvery: 10, advertise: 4},
+		// Requests wait for a stream slot when the GOAWAY comes.
+		check: func(s *faultServer, report func(string, ...any)) {
+			wantAtLeast(report, "GOAWAYs", s.goAways.Load(), 10)
+		}},
 	{name: "answers, GOAWAY, close unread", opts: faultOpts{goAwayEvery: 25, answerEvery: 5 * time.Millisecond, answerThenClose: true},
 		check: func(s *faultServer, report func(string, ...any)) { wantAtLeast(report, "GOAWAYs", s.goAways.Load(), 5) }},
 	{name: "GOAWAY ENHANCE_YOUR_CALM then close", opts: faultOpts{goAwayEvery: 20, goAwayCode: http2.ErrCodeEnhanceYourCalm, answerEvery: 5 * time.Millisecond, closeAtGoAway: true}, lossy: true, unknowable: true,
