@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/pushrelay/pushrelay/providers/upstream"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
@@ -320,4 +322,14 @@ func (l *sentLog) unindex(cell int) {
 	}
 	l.index[cell] = 0
 	l.indexed--
+}
+
+// ackIncomplete answers an ack that lacks id, platform or type (named by
+// missing) as mattermost-push-proxy does: HTTP 200 with status FAIL. A 4xx
+// there makes the Mattermost server answer the app with a 500. It logs the
+// refusal with the missing field's name, never a value of the ack.
+func (s *Server) ackIncomplete(c *fasthttp.RequestCtx, missing string) {
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "ack refused: a required field is missing",
+		slog.String("missing", missing), slog.String("route", routeAck), slog.String("peer", peerAddr(c).String()))
+	answer(c, wire.Fail(errors.New(missing+" is missing")))
 }

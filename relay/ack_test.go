@@ -195,3 +195,30 @@ func TestAckForUpstreamAppIsForwarded(t *testing.T) {
 		})
 	}
 }
+
+// TestAckWithoutARequiredFieldIsAnsweredLikeTheOldProxy: an ack without
+// id, platform or type gets HTTP 200 with status FAIL, as from
+// mattermost-push-proxy (a 4xx makes the Mattermost server answer the app
+// with a 500), and the refusal is logged and counted, without its values.
+func TestAckWithoutARequiredFieldIsAnsweredLikeTheOldProxy(t *testing.T) {
+	h := start(t, "{}")
+	for _, tt := range []struct{ body, missing string }{
+		{`{"platform":"apple_rn","type":"message","received_at":1}`, "id"},
+		{`{"id":"ack-secret-id","type":"message"}`, "platform"},
+		{`{"id":"ack-secret-id","platform":"apple_rn"}`, "type"},
+	} {
+		code, answer := h.raw(http.MethodPost, "/api/v1/ack", []byte(tt.body))
+		if code != http.StatusOK || answer["status"] != "FAIL" || answer["error"] != tt.missing+" is missing" {
+			t.Errorf("%s: HTTP %d %v, want 200 FAIL %q", tt.body, code, answer, tt.missing+" is missing")
+		}
+		if !strings.Contains(h.logs.String(), `"missing":"`+tt.missing+`"`) {
+			t.Errorf("no log line names the missing %s:\n%s", tt.missing, h.logs.String())
+		}
+	}
+	if strings.Contains(h.logs.String(), "ack-secret-id") {
+		t.Error("the log holds the ack's id")
+	}
+	if !strings.Contains(h.scrape(), `pushrelay_ingress_rejected_total{reason="bad_request"} 3`) {
+		t.Error("the refusals are not counted")
+	}
+}

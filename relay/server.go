@@ -483,7 +483,7 @@ func (s *Server) ack(c *fasthttp.RequestCtx) {
 	}
 	if missing != "" {
 		s.metrics.reject(rejectBadRequest)
-		writeError(c, http.StatusBadRequest, missing+" is missing")
+		s.ackIncomplete(c, missing) // 200 FAIL, as the old proxy answers
 		return
 	}
 	s.relay.Ack(a)
