@@ -169,6 +169,19 @@ func (r *egressRig) egressLogLines(t *testing.T, app string) int {
 	return n
 }
 
+// loudLines counts the lines about app at warn level or above.
+func (r *egressRig) loudLines(t *testing.T, app string) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(r.logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && (rec["level"] == "WARN" || rec["level"] == "ERROR") && rec["app"] == app {
+			n++
+		}
+	}
+	return n
+}
+
 // noSecrets fails the test if the proxy's password, right or wrong, shows
 // in the logs, the metrics or /readyz.
 func (r *egressRig) noSecrets(t *testing.T) {
@@ -251,6 +264,9 @@ func TestProxyRefusingTheCredentials(t *testing.T) {
 				}
 				if got := r.egressLogLines(t, app); got != 1 {
 					t.Errorf("%s: %d error lines about the egress in one window, want 1", app, got)
+				}
+				if got := r.loudLines(t, app); got != 1 {
+					t.Errorf("%s: %d lines at warn or error level, want the one error line", app, got)
 				}
 			}
 			if spooled := r.metricValue(t, "pushrelay_spool_messages"); spooled != 0 || metric(t, r.harness, `outcome="spooled"`) {

@@ -269,6 +269,7 @@ func (r *Relay) Push(ctx context.Context, n wire.Notification) wire.Response {
 	switch {
 	case res.Outcome == providers.TokenDead:
 		level = slog.LevelInfo
+	case egressMisconfigured(res): // said at error level once per 10 s (observeEgress), not per push
 	case outcome == outcomeFailed:
 		level = slog.LevelWarn
 	}
