@@ -734,8 +734,15 @@ func checkAddr(addr string) error {
 func checkCredentials(cfg *Config, probs Problems) Problems {
 	has := func(prefix string) bool {
 		return slices.ContainsFunc(probs, func(p Problem) bool {
-			msg := p.Err.Error()
-			return strings.HasPrefix(msg, prefix+".") || strings.HasPrefix(msg, prefix+":") || strings.HasPrefix(msg, prefix+" (")
+			// The key part of the message: "apps[0].apns.topic", or for the
+			// old proxy's file "ApplePushSettings[0].ApplePushTopic (apps[0].apns.topic)".
+			key, _, _ := strings.Cut(p.Err.Error(), ": ")
+			for _, k := range strings.FieldsFunc(key, func(r rune) bool { return r == ' ' || r == '(' || r == ')' || r == ',' }) {
+				if k == prefix || strings.HasPrefix(k, prefix+".") {
+					return true
+				}
+			}
+			return false
 		})
 	}
 	var out Problems
