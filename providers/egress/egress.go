@@ -248,7 +248,7 @@ func (g *guard) RoundTrip(r *http.Request) (*http.Response, error) {
 			err = me
 		}
 	}
-	g.e.recent.note(strings.ToLower(host), err)
+	g.e.recent.note(host, err)
 	return resp, err
 }
 

@@ -239,7 +239,8 @@ type misconfigs struct {
 	m  map[string]*MisconfigError
 }
 
-// note records how a request to host ended.
+// note records how a request to host ended. The fast path, a success
+// while nothing is remembered, is one atomic load.
 func (s *misconfigs) note(host string, err error) {
 	if err == nil && s.n.Load() == 0 {
 		return
@@ -248,6 +249,7 @@ func (s *misconfigs) note(host string, err error) {
 	if me == nil && s.n.Load() == 0 {
 		return
 	}
+	host = strings.ToLower(host)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if me != nil {
