@@ -235,3 +235,22 @@ func TestExplainDoesNotWaitOnATerminal(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestImageBuildLeavesOutTheLookalikes: the container image is built with
+// -tags nodemo (deploy/Dockerfile), which must leave the APNs/FCM
+// look-alikes, the demo and the load generator out of the binary.
+func TestImageBuildLeavesOutTheLookalikes(t *testing.T) {
+	out, err := exec.Command("go", "list", "-tags", "nodemo", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range []string{"/providers/sandbox", "/loadgen", "/demo"} {
+		if strings.Contains(string(out), "github.com/pushrelay/pushrelay"+pkg+"\n") {
+			t.Errorf("a -tags nodemo build links %s", pkg)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"demo", "--help"}, &stdout, &stderr); code != 0 {
+		t.Errorf("demo --help: exit %d", code)
+	}
+}

@@ -32,9 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pushrelay/pushrelay/demo"
 	"github.com/pushrelay/pushrelay/heapfloor"
-	"github.com/pushrelay/pushrelay/loadgen"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -111,13 +109,9 @@ from a modified tree).
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if dir := os.Getenv(loadgen.LookalikesEnv); dir != "" {
+	if code, ok := serveLookalikes(ctx); ok {
 		// Started by `bench --sandbox` to serve its look-alikes.
-		if err := loadgen.ServeLookalikes(ctx, dir, os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "pushrelay: look-alikes: %v\n", err)
-			os.Exit(1)
-		}
-		return
+		os.Exit(code)
 	}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		relay.Version, relay.Commit = buildVersion(relay.Version, relay.Commit, info)
@@ -187,7 +181,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "migrate":
 		err = migrate(args[1:], stdout, stderr)
 	case "bench":
-		err = bench(ctx, args[1:], stdout, stderr)
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		if err = parseFlags(newFlags("version"), args[1:], stdout, versionUsage, 0); err == nil {
 			fmt.Fprintf(stdout, "pushrelay %s (%s)\n", relay.Version, relay.Commit)
@@ -457,15 +451,6 @@ func isTerminal(f *os.File) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags("demo")
-	keep := fs.Bool("keep", false, "keep the relay and the look-alikes serving after the demo, until interrupted")
-	if err := parseFlags(fs, args, stdout, demoUsage, 0); err != nil {
-		return err
-	}
-	return demo.Run(ctx, stdout, demo.Options{Keep: *keep, Width: termWidth(stdout)})
 }
 
 // termWidth is $COLUMNS when set, else the width of the terminal out is,
