@@ -508,6 +508,9 @@ func TestDeploySystemdUnit(t *testing.T) {
 		"KillSignal":              "SIGTERM",
 		"Restart":                 "on-failure",
 		"Environment":             "PUSHRELAY_CONFIG=/etc/pushrelay/pushrelay.yaml",
+		"WorkingDirectory":        "/etc/pushrelay",
+		"PrivateMounts":           "yes",
+		"PrivateUsers":            "yes",
 	} {
 		v, ok := svc[key]
 		if !ok {
@@ -595,7 +598,8 @@ func TestDeployDockerfile(t *testing.T) {
 	// relay.Commit are such variables.
 	var _, _ *string = &relay.Version, &relay.Commit
 	for _, want := range []string{
-		"FROM golang:${GO_VERSION} AS build", "ARG GO_VERSION=1.26", "CGO_ENABLED=0", "-trimpath", `-s -w`,
+		"FROM ${GO_IMAGE} AS build", "ARG GO_IMAGE=docker.io/library/golang:${GO_VERSION}-", "CGO_ENABLED=0", "-trimpath", `-s -w`,
+		"-tags nodemo", "ARG BASE_IMAGE=gcr.io/distroless/",
 		"-X " + module + "/relay.Version=${VERSION}", "-X " + module + "/relay.Commit=${COMMIT}",
 		"ARG VERSION", "ARG COMMIT", "./cmd/pushrelay",
 		"distroless/static", ":nonroot", "USER 65532:65532",
@@ -604,6 +608,16 @@ func TestDeployDockerfile(t *testing.T) {
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile: no %q", want)
+		}
+	}
+	// The build image is exactly go.mod's Go, never a floating tag below it.
+	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(string(mod))
+	if goLine == nil || !strings.Contains(df, "ARG GO_VERSION="+goLine[1]+"\n") {
+		t.Errorf("Dockerfile: ARG GO_VERSION is not go.mod's exact version %v", goLine)
+	}
+	for _, from := range regexp.MustCompile(`(?m)^FROM (\S+)`).FindAllStringSubmatch(df, -1) {
+		if !strings.HasPrefix(from[1], "${") && !strings.Contains(strings.SplitN(from[1], "/", 2)[0], ".") {
+			t.Errorf("Dockerfile: FROM %s has no registry host (Buildah and Podman refuse short names)", from[1])
 		}
 	}
 	if strings.Contains(df, "\nHEALTHCHECK ") {
@@ -803,6 +817,10 @@ config:
 				if !strings.Contains(fmt.Sprint(egress), "port:443") || !strings.Contains(fmt.Sprint(egress), "port:53") {
 					t.Errorf("NetworkPolicy egress %v; want TCP 443 and DNS", egress)
 				}
+				// No source named: nothing may push (port 8066 serves no TLS and no secret by default).
+				if ingress := fmt.Sprint(dig(docs["NetworkPolicy"], "spec", "ingress")); strings.Contains(ingress, "port:push") {
+					t.Errorf("NetworkPolicy ingress %s; want 8066 closed until a source is named", ingress)
+				}
 			},
 		},
 		{
@@ -848,6 +866,7 @@ config:
 				t.Fatal(err)
 			}
 			docs := map[string]map[string]any{}
+			var services []map[string]any
 			dec := yaml.NewDecoder(bytes.NewReader(out))
 			for {
 				var doc map[string]any
@@ -862,10 +881,26 @@ config:
 					continue
 				}
 				kind, _ := doc["kind"].(string)
-				if _, dup := docs[kind]; dup {
+				if kind == "Service" {
+					services = append(services, doc)
+				}
+				if _, dup := docs[kind]; dup && kind != "Service" {
 					t.Errorf("two %s", kind)
 				}
-				docs[kind] = doc
+				if docs[kind] == nil {
+					docs[kind] = doc
+				}
+			}
+			// A StatefulSet's serviceName must name a headless Service.
+			if sts := docs["StatefulSet"]; sts != nil {
+				name := dig(sts, "spec", "serviceName")
+				headless := false
+				for _, svc := range services {
+					headless = headless || dig(svc, "metadata", "name") == name && dig(svc, "spec", "clusterIP") == "None"
+				}
+				if !headless {
+					t.Errorf("StatefulSet serviceName %v is not a headless Service", name)
+				}
 			}
 			for _, kind := range append(c.kinds, c.workload) {
 				if docs[kind] == nil {

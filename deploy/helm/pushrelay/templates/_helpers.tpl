@@ -240,3 +240,8 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end -}}
+
+{{/* The StatefulSet's headless governing Service: the full name, cut to leave room for "-headless". */}}
+{{- define "pushrelay.headlessName" -}}
+{{- printf "%s-headless" (include "pushrelay.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
