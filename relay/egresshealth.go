@@ -75,6 +75,15 @@ func egressMisconfigured(res providers.Result) bool {
 // clears it. A send that may just have met a proxy or provider that is
 // down changes nothing.
 func (r *Relay) observeEgress(a *app, res providers.Result) {
+	if res.Outcome == providers.Delivered && !a.egress.bad.Load() {
+		return // nearly every send: small enough to be inlined
+	}
+	r.observeEgressSlow(a, res)
+}
+
+// observeEgressSlow is observeEgress for a send that failed, or that
+// may clear a problem.
+func (r *Relay) observeEgressSlow(a *app, res providers.Result) {
 	h := &a.egress
 	switch {
 	case egressMisconfigured(res):

@@ -111,3 +111,14 @@ func TestEgressHealthLogsOncePerWindow(t *testing.T) {
 		t.Errorf("after the answer: %v", got)
 	}
 }
+
+// BenchmarkObserveEgressDelivered is what every delivered send pays for
+// egress health: one atomic load.
+func BenchmarkObserveEgressDelivered(b *testing.B) {
+	a := &app{name: "apple_rn", provider: "apns"}
+	r := &Relay{metrics: newMetrics("test", false), log: slog.New(slog.DiscardHandler)}
+	res := providers.Delivery()
+	for b.Loop() {
+		r.observeEgress(a, res)
+	}
+}
