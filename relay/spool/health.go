@@ -62,10 +62,12 @@ var (
 )
 
 // Reserve: the spool stops taking entries while spool.dir has less than
-// this free (1/32 of the file system, at least 256 KiB, at most 64 MiB),
-// so that JetStream itself never meets a full disk: removals (tombstones,
-// consumer state) still find room, and the spool drains. It takes entries
-// again from one and a half times the reserve.
+// this free (1/8 of the file system, at least 256 KiB, at most 64 MiB),
+// so that JetStream itself never meets a full disk and the spool can
+// drain: each removal first writes a 30-byte tombstone, and space comes
+// back only as whole blocks (4 MiB) empty, so the worst case (everything
+// in one block, 400-byte entries) needs 8% of the space in use. It takes
+// entries again from one and a half times the reserve.
 const (
 	minReserve = 256 << 10
 	maxReserve = 64 << 20
@@ -81,6 +83,7 @@ type health struct {
 
 	// Set by open once the spool works; the watch starts then.
 	nc      *nats.Conn
+	js      jetstream.JetStream
 	stream  jetstream.Stream
 	restart func() error // embedded: restarts JetStream on the same store; nil for an external one
 	key     string       // the config key for connection problems: spool.dir or spool.nats_url
@@ -162,7 +165,7 @@ func (h *health) unavailable(key string, cause error) error {
 			return p.err
 		}
 	}
-	err := fmt.Errorf("%w: %s: %w", ErrUnavailable, key, cause)
+	err := fmt.Errorf("%w: %s: %v", ErrUnavailable, key, cause) // not the cause itself: a later Put refused with it waited for nothing
 	h.set(ReasonUnavailable, err)
 	return err
 }
@@ -313,15 +316,33 @@ func (h *health) tick() {
 		return
 	}
 	if p := h.cur.Load(); p != nil && p.reason == ReasonUnavailable {
-		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-		_, err := h.stream.Info(ctx)
-		cancel()
-		if err != nil {
-			h.unavailable(h.key, fmt.Errorf("stream %s: %w", StreamName, err))
+		if err := h.probe(); err != nil {
+			h.unavailable(h.key, err)
 			return
 		}
 		h.clear(ReasonUnavailable)
 	}
+}
+
+// probeSubject takes the watch's test entries: in the stream, but no
+// app's (an app's subject is hex), so no consumer ever fetches them.
+const probeSubject = SubjectPrefix + "probe"
+
+// probe writes a test entry and removes it: whether JetStream takes
+// entries again can only be told by one (a node that lost its quorum may
+// still answer for the stream). Test entries whose Put timed out but which
+// were stored later go with it; failing that, with the next probe or the
+// stream's age limit.
+func (h *health) probe() error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	if _, err := h.js.Publish(ctx, probeSubject, nil, jetstream.WithExpectStream(StreamName)); err != nil {
+		return fmt.Errorf("a test entry was not taken: %v", err)
+	}
+	if err := h.stream.Purge(ctx, jetstream.WithPurgeSubject(probeSubject)); err != nil {
+		h.log.Debug("spool: removing the test entry failed", "error", err.Error())
+	}
+	return nil
 }
 
 // recover restarts the embedded JetStream, whose store stopped writing at
@@ -374,15 +395,45 @@ func (h *health) cleanUp() {
 	}
 }
 
+// peerSeen: a replica last heard of longer ago than this (JetStream's
+// heartbeat is every second) is taken to be gone.
+const peerSeen = 2 * time.Second
+
+// writable tells, from a stream's info, whether it can take an entry: a
+// clustered stream needs a leader and a quorum of its replicas in touch.
+// (A node that lost its peers still answers for the stream for a while.)
+func writable(info *jetstream.StreamInfo) error {
+	c := info.Cluster
+	if c == nil || (c.RaftGroup == "" && len(c.Replicas) == 0) {
+		return nil // a single server
+	}
+	if c.Leader == "" {
+		return errors.New("no leader: the cluster has lost its quorum")
+	}
+	alive := 1 // the leader
+	for _, p := range c.Replicas {
+		if !p.Offline && p.Active <= peerSeen {
+			alive++
+		}
+	}
+	if n := len(c.Replicas) + 1; alive < n/2+1 {
+		return fmt.Errorf("%d of %d replicas in touch, fewer than a quorum", alive, n)
+	}
+	return nil
+}
+
 // gone tells whether a DeleteMsg failed only because the entry is not
 // there (any more): its removal was written after all.
 func gone(err error) bool {
 	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+		return true
 	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeMessageNotFound ||
-		apiErr.ErrorCode == 10057 && strings.Contains(apiErr.Description, "no message found") // JSStreamMsgDeleteFailedF
+	// DeleteMsg passes the server's answer on as text only: "no message
+	// found" (10057), "sequence N not found" (10043, below the first).
+	msg := err.Error()
+	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) &&
+		(strings.Contains(msg, "no message found") || strings.Contains(msg, "err_code=10043"))
 }
 
 // disk tracks the free space of spool.dir's file system: read at most
@@ -452,7 +503,7 @@ func (d *disk) state() (free, reserve uint64) {
 
 // reserve is the space the spool leaves free (d.mu held).
 func (d *disk) reserve() uint64 {
-	return min(max(d.total/32, minReserve), maxReserve)
+	return min(max(d.total/8, minReserve), maxReserve)
 }
 
 func (d *disk) fullError() error {

@@ -227,7 +227,7 @@ func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, erro
 	s.js = js
 	s.fetchCtx, s.stopFetch = context.WithCancel(context.Background())
 	s.dctx, s.stopDel = context.WithCancel(context.Background())
-	s.health.nc, s.health.stream, s.health.key = s.nc, s.stream, s.connKey()
+	s.health.nc, s.health.js, s.health.stream, s.health.key = s.nc, js, s.stream, s.connKey()
 	if s.ns != nil {
 		ns, dir := s.ns, cfg.Dir
 		s.health.restart = func() error { return restartJetStream(ns, dir) }
@@ -378,9 +378,6 @@ func (s *Spool) putError(err error) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
-	if unreachable(err) {
-		return s.health.unavailable(s.connKey(), fmt.Errorf("JetStream did not take the entry: %w", err))
-	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch {
@@ -391,6 +388,9 @@ func (s *Spool) putError(err error) error {
 		case apiErr.ErrorCode == 10047, apiErr.ErrorCode == 10023: // storage / resources exhausted
 			return fmt.Errorf("%w: JetStream has no storage left (%s)", ErrFull, apiErr.Description)
 		}
+	}
+	if unreachable(err) {
+		return s.health.unavailable(s.connKey(), fmt.Errorf("JetStream did not take the entry: %w", err))
 	}
 	return fmt.Errorf("spool: put: %w", err)
 }
@@ -450,6 +450,11 @@ func (s *Spool) Check(ctx context.Context) error {
 	ictx, cancel := context.WithTimeout(ctx, probeTimeout)
 	info, err := s.stream.Info(ictx)
 	cancel()
+	if err == nil {
+		if err := writable(info); err != nil {
+			return s.health.unavailable(s.connKey(), fmt.Errorf("stream %s: %w", StreamName, err))
+		}
+	}
 	if err != nil {
 		if ctx.Err() == nil && unreachable(err) {
 			return s.health.unavailable(s.connKey(), fmt.Errorf("stream %s: %w", StreamName, err))
