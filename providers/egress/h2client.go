@@ -99,9 +99,10 @@ type h2Transport struct {
 	// never does.
 	idleTimeout time.Duration
 	// pingAfter sends a PING on a connection nothing was read from for
-	// that long, and pingTimeout (default 15s) closes it when the PING is
-	// not answered in time: a peer or middlebox that silently dropped the
-	// connection costs one request, not all of them. 0 sends no PING.
+	// that long, and pingTimeout (default 15s) closes it when nothing at
+	// all (the ACK or any other frame) is read within that time after
+	// the PING: a peer or middlebox that silently dropped the connection
+	// is found out then, not at each request's deadline. 0 sends no PING.
 	pingAfter   time.Duration
 	pingTimeout time.Duration
 
