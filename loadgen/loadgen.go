@@ -133,14 +133,14 @@ func (r Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "latency    p50 %s, p90 %s, p99 %s, max %s\n", r.P50, r.P90, r.P99, r.Max)
 	if r.CPU > 0 {
-		fmt.Fprintf(w, "relay      %s CPU per notification, peak RSS %.1f MB\n", r.CPUPerNotification(), float64(r.PeakRSS)/(1<<20))
+		fmt.Fprintf(w, "relay      %s CPU per notification; peak RSS since the relay started (VmHWM) %.1f MB\n", r.CPUPerNotification(), float64(r.PeakRSS)/(1<<20))
 	}
 	if r.Requests > 0 && r.Reads+r.Writes > 0 {
 		fmt.Fprintf(w, "syscalls   %.2f reads and %.2f writes per notification\n",
 			float64(r.Reads)/float64(r.Requests), float64(r.Writes)/float64(r.Requests))
 	}
 	if len(r.RSS) > 0 {
-		fmt.Fprintf(w, "rss        %s\n", rssSummary(r.RSS))
+		fmt.Fprintf(w, "rss        sampled every second of this run: %s\n", rssSummary(r.RSS))
 	}
 }
 
@@ -148,7 +148,7 @@ func (r Report) Print(w io.Writer) {
 // 50% into the run, at its end, and the highest sample.
 func rssSummary(samples []int64) string {
 	at := func(q float64) int64 { return samples[max(0, int(math.Ceil(q*float64(len(samples))))-1)] }
-	return fmt.Sprintf("at 10%% of the run %s, at 50%% %s, at end %s, peak %s",
+	return fmt.Sprintf("at 10%% of the run %s, at 50%% %s, at end %s, highest sample %s",
 		megabytes(at(0.1)), megabytes(at(0.5)), megabytes(samples[len(samples)-1]), megabytes(slices.Max(samples)))
 }
 

@@ -155,10 +155,10 @@ func TestReportPrintsTheRSSOverTheRun(t *testing.T) {
 		want    string // the rss line; "" for none
 	}{
 		{"no process", nil, ""},
-		{"one sample", []int64{mb(30)}, "rss        at 10% of the run 30.0 MB, at 50% 30.0 MB, at end 30.0 MB, peak 30.0 MB"},
+		{"one sample", []int64{mb(30)}, "rss        sampled every second of this run: at 10% of the run 30.0 MB, at 50% 30.0 MB, at end 30.0 MB, highest sample 30.0 MB"},
 		{"ten seconds", []int64{mb(31.2), mb(31.5), mb(31.6), mb(31.8), mb(31.9), mb(33.1), mb(32.5), mb(32.2), mb(32.1), mb(32.0)},
-			"rss        at 10% of the run 31.2 MB, at 50% 31.9 MB, at end 32.0 MB, peak 33.1 MB"},
-		{"three seconds", []int64{mb(10), mb(20), mb(15)}, "rss        at 10% of the run 10.0 MB, at 50% 20.0 MB, at end 15.0 MB, peak 20.0 MB"},
+			"rss        sampled every second of this run: at 10% of the run 31.2 MB, at 50% 31.9 MB, at end 32.0 MB, highest sample 33.1 MB"},
+		{"three seconds", []int64{mb(10), mb(20), mb(15)}, "rss        sampled every second of this run: at 10% of the run 10.0 MB, at 50% 20.0 MB, at end 15.0 MB, highest sample 20.0 MB"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

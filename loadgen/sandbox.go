@@ -229,6 +229,7 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 	var failed, refused atomic.Int64
 	start := time.Now()
 	t := newTickets(opt, start)
+	stopWatch := watch(opt.Progress, 0, &t.next, start) // a progress line: this phase is as long as the relay's
 	var wg sync.WaitGroup
 	for range opt.Concurrency {
 		wg.Add(1)
@@ -264,6 +265,7 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 		}()
 	}
 	wg.Wait()
+	stopWatch()
 	rep := Report{Elapsed: t.elapsed(start), HTTPErrors: refused.Load(), TransportErrors: failed.Load()}
 	rep.OK = int64(len(all)) - rep.HTTPErrors
 	rep.setLatencies(all)

@@ -39,6 +39,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	faults := fs.Float64("faults", 0, "with --sandbox: fraction of pushes the look-alikes refuse, at random, with a retryable 503 (e.g. 0.05)")
 	runs := fs.Int("runs", 1, "with --sandbox: measure this many turns (the direct client, then the relay) one after the other, and summarize them")
 	selfProfile := fs.String("cpuprofile", "", "write this process's CPU profile (the load generator's) to this file")
+	outage := fs.Int("outage", 0, "with --sandbox: send this many notifications during a total outage of both upstreams, then recover; "+
+		"report the relay's answer rate, memory and spool size by depth, the drain, and memory a minute later (sizes a host)")
+	outageSteps := fs.Int("outage-steps", 10, "with -outage: measure the fill in this many steps")
+	settle := fs.Duration("settle", time.Minute, "with -outage: measure the relay's memory again this long after the drain")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,8 +63,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *runs < 1 {
 		return fmt.Errorf("-runs: must be 1 or more, got %d", *runs)
 	}
-	if !*sandboxed && (*latency != 0 || *faults != 0 || *runs != 1) {
-		return fmt.Errorf("-upstream-latency, -faults and -runs need --sandbox")
+	if !*sandboxed && (*latency != 0 || *faults != 0 || *runs != 1 || *outage != 0) {
+		return fmt.Errorf("-upstream-latency, -faults, -runs and -outage need --sandbox")
+	}
+	if *outage < 0 || *outage > 0 && (*runs != 1 || *profile != "" || *faults != 0) {
+		return fmt.Errorf("-outage: a positive count of notifications, without -runs, -relay-profile or -faults")
 	}
 	mix := loadgen.Mix{APNsShare: *apnsShare, DeadShare: *dead}
 	w := strings.Split(*kinds, ":")
@@ -74,7 +81,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		*p = v
 	}
-	if *n == 0 && *d == 0 {
+	if *n == 0 && *d == 0 && *outage == 0 {
 		*d = 10 * time.Second
 	}
 	if *profile != "" && (*runs != 1 || *d == 0) {
@@ -110,6 +117,16 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pace := "as fast as answered"
 	if *rate > 0 {
 		pace = fmt.Sprintf("at %g/s", *rate)
+	}
+	if *outage > 0 {
+		fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders %s; mix %s, %.0f%% iOS; a total outage of both upstreams during %d notifications\n\n",
+			rig.PID, *c, pace, *kinds, *apnsShare*100, *outage)
+		rep, err := rig.Outage(ctx, loadgen.OutageOptions{Load: opt, N: *outage, Steps: *outageSteps, Settle: *settle})
+		if err != nil {
+			return err
+		}
+		rep.Print(stdout)
+		return rep.Err()
 	}
 	fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders %s; mix %s, %.0f%% iOS, %.0f%% dead tokens; upstream latency %s, %g%% faults\n\n",
 		rig.PID, *c, pace, *kinds, *apnsShare*100, *dead*100, *latency, *faults*100)

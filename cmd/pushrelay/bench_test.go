@@ -23,6 +23,9 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"--sandbox", "-runs", "0"}, "-runs: must be 1 or more"},
 		{[]string{"--sandbox", "-runs", "2", "-relay-profile", "relay.prof"}, "without -runs"},
 		{[]string{"--sandbox", "-n", "100", "-relay-profile", "relay.prof"}, "with -d"},
+		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-outage", "1000"}, "need --sandbox"},
+		{[]string{"--sandbox", "-outage", "1000", "-runs", "2"}, "-outage: a positive count"},
+		{[]string{"--sandbox", "-outage", "-5"}, "-outage: a positive count"},
 	}
 	for _, tc := range tests {
 		err := bench(context.Background(), tc.args, io.Discard, io.Discard)
@@ -106,6 +109,52 @@ func TestBenchTurnsCountEachTurnAlone(t *testing.T) {
 		}
 		if want := "delivery   " + got.Delivery.String(); !strings.Contains(report.String(), want) {
 			t.Errorf("turn %d report:\n%s\nwant a line %q", i+1, report.String(), want)
+		}
+	}
+}
+
+// TestBenchOutage runs what `bench --sandbox -outage N` does, small: a
+// total outage of both look-alikes during N notifications, measured by
+// depth, then the recovery, the drain and the accounting.
+func TestBenchOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a relay process")
+	}
+	rig, err := loadgen.StartRig(relayBinary(t), false, "delivery: {backoff: {initial: 100ms, max: 500ms}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rig.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	opt := loadgen.OutageOptions{
+		Load: loadgen.Options{Concurrency: 8, Mix: loadgen.DefaultMix(), APNsPlatform: "apple_rn", FCMPlatform: "android_rn"},
+		N:    1000, Steps: 4, Settle: time.Second, Warmup: 500 * time.Millisecond,
+	}
+	rep, err := rig.Outage(ctx, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Steps) != 4 || rep.Steps[3].Depth != 1000 || rep.Drained != 1000 || rep.Fail != 0 {
+		t.Fatalf("steps %+v, drained %d, refused %d: want 4 steps ending 1000 deep, all 1000 kept and drained", rep.Steps, rep.Drained, rep.Fail)
+	}
+	for i, s := range rep.Steps {
+		if want := int64(250 * (i + 1)); s.Depth != want || s.Rate <= 0 || s.RSS <= 0 || s.Disk <= 0 {
+			t.Errorf("step %d: %+v, want %d deep, a rate, an RSS and a spool size", i+1, s, want)
+		}
+	}
+	if rep.Delivery.Accepted != 1000 || rep.Delivery.Lost() != 0 || rep.Delivery.Duplicates() != 0 || rep.Err() != nil {
+		t.Errorf("%s", rep.Delivery)
+	}
+	if rep.BeforeRSS <= 0 || rep.AfterRSS <= 0 || rep.SettledRSS <= 0 || rep.DrainPeakRSS <= 0 || rep.Drain <= 0 {
+		t.Errorf("memory before %d, after %d, settled %d, drain peak %d, drain %s: want them measured",
+			rep.BeforeRSS, rep.AfterRSS, rep.SettledRSS, rep.DrainPeakRSS, rep.Drain)
+	}
+	var out strings.Builder
+	rep.Print(&out)
+	for _, want := range []string{"     depth     answers/s", "      1000  ", "drain      1000 notifications in ", "lost 0, duplicates 0", "after      relay RSS "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report:\n%s\nwant %q in it", out.String(), want)
 		}
 	}
 }
