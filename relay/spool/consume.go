@@ -301,6 +301,7 @@ func (s *Spool) note(w *worker, h handled) {
 	case fateDone:
 		if w.pace.done() {
 			s.log.Info("spool: redeliveries succeed again; draining", "app", w.app)
+			s.giveBackAfterDrain()
 		}
 	case fateRetry:
 		if w.pace.retry(h.retryAfter) {

@@ -1,7 +1,10 @@
 package spool
 
 import (
+	"context"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,7 +30,9 @@ import (
 //     entries wait in the stream until some are finished.
 //   - The first answer that is not "retry later" ends it: the worker goes
 //     back to batches and drains the stream in its order, oldest first,
-//     at the pace deliver allows.
+//     at the pace deliver allows. Once the spool is empty and JetStream
+//     has let go of its block caches, the memory the drain used goes back
+//     to the system (giveBack).
 const (
 	// dedupWindow is how long the stream remembers a Put's message id.
 	dedupWindow = 5 * time.Second
@@ -42,6 +47,10 @@ const (
 	// deliveries of every relay, entries handed back because not due, and
 	// the few probed entries waiting out their backoff.
 	maxPending = 4096
+	// cacheLinger is how long after the drain the spool waits before giving
+	// memory back: JetStream keeps a block's cache for 10s after its last
+	// use.
+	cacheLinger = 15 * time.Second
 )
 
 // pacer tracks one app's recent verdicts and tells its worker whether to
@@ -100,4 +109,44 @@ func (p *pacer) interval(b Backoff) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return min(b.Delay(max(p.probes, 1)), probeCap)
+}
+
+// givingBack is set while a giveBackAfterDrain waits: giving memory back
+// is for the whole process, so one at a time.
+var givingBack atomic.Bool
+
+// giveBackAfterDrain waits, in the background, until the spool is empty,
+// then cacheLinger more, and returns the memory the drain used to the
+// system: without it, an idle relay would keep the drain's high-water
+// mark for minutes (until a forced collection and the scavenger get to
+// it). It gives up when the spool closes.
+func (s *Spool) giveBackAfterDrain() {
+	if !givingBack.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer givingBack.Store(false)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.fetchCtx.Done():
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(s.fetchCtx, time.Second)
+			n, _, err := s.Stats(ctx)
+			cancel()
+			if err == nil && n == 0 {
+				break
+			}
+		}
+		select {
+		case <-s.fetchCtx.Done():
+			return
+		case <-time.After(cacheLinger):
+		}
+		debug.FreeOSMemory()
+		s.log.Debug("spool: drained; memory given back")
+	}()
 }
