@@ -42,6 +42,7 @@ type metrics struct {
 	redeliveries    prometheus.Counter
 	acks            *prometheus.CounterVec
 	deliveryLatency *prometheus.HistogramVec
+	spoolErrors     *prometheus.CounterVec
 	egressErrors    *prometheus.CounterVec // see egresshealth.go
 	quickRetries    *prometheus.CounterVec
 	breakerOpen     *prometheus.GaugeVec
@@ -121,6 +122,16 @@ func newMetrics(version string, legacy bool) *metrics {
 	}, []string{"app"})
 	m.reg.MustRegister(m.quickRetries, m.breakerOpen)
 	m.egressErrors = newEgressErrors(m.reg)
+	m.spoolErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushrelay_spool_errors_total",
+		Help: "Notifications the spool could not keep for redelivery (each answered FAIL), by reason: " +
+			"disk_full (spool.dir has too little space), unavailable (JetStream unreachable or without quorum), " +
+			"full (spool.max_messages/max_bytes), error.",
+	}, []string{"reason"})
+	for _, r := range []string{spool.ReasonDiskFull, spool.ReasonUnavailable, spool.ReasonFull, spool.ReasonError} {
+		m.spoolErrors.WithLabelValues(r) // export zeros: an alert can watch the rate from the start
+	}
+	m.reg.MustRegister(m.spoolErrors)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pushrelay_build_info",
 		Help: "Always 1; the version label says which build runs.",

@@ -332,10 +332,19 @@ func (r *Relay) send(ctx context.Context, st *state, a *app, n *wire.Notificatio
 // answer is FAIL with both reasons.
 func (r *Relay) keep(ctx context.Context, a *app, n *wire.Notification, accepted time.Time, res providers.Result) (string, wire.Response) {
 	e := spool.Entry{App: a.name, Notification: *n, AppVersion: n.AppVersion, Accepted: accepted}
-	putCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	putCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putTimeout(r.state.Load().timeout))
 	defer cancel()
 	if err := r.spool.Put(putCtx, e, max(res.RetryAfter, r.firstRetry)); err != nil {
+		r.metrics.spoolErrors.WithLabelValues(spool.Reason(err)).Inc()
 		return outcomeFailed, wire.Fail(fmt.Errorf("%v; not kept for retry: %w", res.Err, err))
 	}
 	return outcomeSpooled, wire.OK()
+}
+
+// putTimeout bounds one spool write: half of delivery.timeout, at most
+// 1 s, so that a JetStream that stopped answering costs a push a short
+// wait, not its whole delivery timeout. The spool remembers such a failure
+// (and a full disk) and refuses the next writes at once until it is over.
+func putTimeout(deliveryTimeout time.Duration) time.Duration {
+	return min(time.Second, max(deliveryTimeout/2, 100*time.Millisecond))
 }

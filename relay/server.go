@@ -530,8 +530,10 @@ func (s *Server) readyz(c *fasthttp.RequestCtx) {
 	var problems []string
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	// A full spool still delivers directly, so it stays ready (and says so
-	// in pushrelay_spool_messages); a spool that cannot be written is not.
+	// A full spool (spool.max_messages/max_bytes) still delivers directly,
+	// so it stays ready (and says so in pushrelay_spool_messages); a spool
+	// that cannot be written is not: a full spool.dir (spool.ErrDiskFull,
+	// not an ErrFull), an unreachable JetStream or one without quorum.
 	if err := s.relay.spool.Check(ctx); err != nil && !errors.Is(err, spool.ErrFull) {
 		problems = append(problems, "spool: "+err.Error())
 	}

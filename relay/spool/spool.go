@@ -390,6 +390,9 @@ func (s *Spool) putError(err error) error {
 		}
 	}
 	if unreachable(err) {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = errors.New("no answer in time (connection down, or no quorum)")
+		}
 		return s.health.unavailable(s.connKey(), fmt.Errorf("JetStream did not take the entry: %w", err))
 	}
 	return fmt.Errorf("spool: put: %w", err)
@@ -417,6 +420,9 @@ func unreachable(err error) bool {
 func (s *Spool) Stats(ctx context.Context) (messages int64, oldest time.Duration, err error) {
 	if s.isClosed() {
 		return 0, 0, ErrClosed
+	}
+	if p := s.health.cur.Load(); p != nil && p.reason == ReasonUnavailable {
+		return 0, 0, p.err // without waiting on a JetStream known not to answer
 	}
 	info, err := s.stream.Info(ctx)
 	if err != nil {

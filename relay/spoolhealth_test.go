@@ -1,0 +1,116 @@
+package relay_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/pushrelay/pushrelay/providers/sandbox"
+)
+
+// natsNode is an external JetStream on a loopback port that a test can stop
+// and start again, same port, same store.
+type natsNode struct {
+	t    *testing.T
+	opts server.Options
+	ns   *server.Server
+}
+
+func newNATSNode(t *testing.T) *natsNode {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	n := &natsNode{t: t, opts: server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(),
+		NoSigs: true, NoLog: true, DisableJetStreamBanner: true}}
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.opts.Port) }
+
+func (n *natsNode) start() {
+	o := n.opts
+	ns, err := server.NewServer(&o)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		n.t.Fatal("nats-server not ready")
+	}
+	n.ns = ns
+}
+
+func (n *natsNode) stop() {
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+		n.ns = nil
+	}
+}
+
+// readyz returns /readyz's status code and problems.
+func readyz(t *testing.T, h *harness) (int, []string) {
+	t.Helper()
+	resp, err := http.Get(h.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body struct {
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatalf("/readyz: %v: %s", err, raw)
+	}
+	return resp.StatusCode, body.Problems
+}
+
+// The external JetStream goes away while Apple is down: pushes are
+// answered FAIL saying the spool is unavailable (after a short wait for the
+// first, at once for the next), counted by reason, and /readyz fails with
+// the reason. When JetStream is back, the relay is ready again by itself.
+// (That what was kept is delivered once is the spool's tests' part.)
+func TestSpoolUnavailableAnswersFailAndUnready(t *testing.T) {
+	node := newNATSNode(t)
+	h := start(t, "{}", fmt.Sprintf("spool: {nats_url: %q}", node.url()))
+	h.apple.Fail(sandbox.Fault{Status: 503})
+	pushN(t, h, "apple_rn", 3) // kept, answered OK
+	if !metric(t, h, `pushrelay_spool_errors_total{reason="unavailable"} 0`) {
+		t.Error("pushrelay_spool_errors_total is not exported from the start")
+	}
+
+	node.stop()
+	for i := range 5 {
+		m := mmMessage("apple_rn", fmt.Sprint("tok-lost-", i))
+		m.AckId = fmt.Sprint("ack-lost-", i)
+		code, answer := h.push(m)
+		if code != 200 || answer["status"] != "FAIL" || !strings.Contains(answer["error"], "spool is unavailable") ||
+			!strings.Contains(answer["error"], "spool.nats_url") {
+			t.Fatalf("push %d without JetStream: HTTP %d %v", i, code, answer)
+		}
+	}
+	if !metric(t, h, `pushrelay_spool_errors_total{reason="unavailable"} 5`) {
+		t.Error(`pushrelay_spool_errors_total{reason="unavailable"} does not count the 5 refusals`)
+	}
+	code, problems := readyz(t, h)
+	if code != http.StatusServiceUnavailable || len(problems) == 0 || !strings.Contains(strings.Join(problems, "\n"), "spool is unavailable") {
+		t.Fatalf("/readyz without JetStream: HTTP %d %q", code, problems)
+	}
+
+	node.start()
+	waitFor(t, "/readyz passing again", 30*time.Second, func() bool { code, _ := readyz(t, h); return code == http.StatusOK })
+}
