@@ -111,7 +111,7 @@ func TestPositionalArguments(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"check", my}, 0, "config " + my + " is valid: 2 app(s), policy id_only", ""},
-		{[]string{"check", "--config", my}, 0, "is valid", ""},
+		{[]string{"check", "--config", my}, 0, "what the phone shows: only ids leave; the app fetches the content from your Mattermost server, which hands it out only with a Professional or Enterprise license", ""},
 		{[]string{"check", my, "--config", my}, 1, "", "two configurations"},
 		{[]string{"check", my, "other.yaml"}, 1, "", `unexpected argument "other.yaml"`},
 		{[]string{"check", "missing.yaml"}, 1, "", "config missing.yaml: open missing.yaml: no such file"},
