@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,9 +29,13 @@ const egressLogEvery = 10 * time.Second
 type egressHealth struct {
 	bad atomic.Bool // the fast path of every send reads only this
 
-	mu      sync.Mutex
-	problem string                      // the misconfiguration's text, for /readyz
-	logs    map[string]*egressLogWindow // by reason
+	mu        sync.Mutex
+	problem   string                      // the misconfiguration's text, for /readyz
+	logs      map[string]*egressLogWindow // by reason
+	target    string                      // host:port it was met on, for the probe
+	needH2    bool                        // the probe checks ALPN h2 too
+	lastProbe time.Time
+	probing   bool
 }
 
 // egressLogWindow is the rate limit of one app's lines of one reason.
@@ -102,12 +108,14 @@ func (r *Relay) observeEgressSlow(a *app, res providers.Result) {
 	// The egress's own text, without the provider's prefix. It names the
 	// proxy without credentials, or the host, and what to fix.
 	text := res.Err.Error()
+	var target string
+	var needH2 bool
 	if me := egress.AsMisconfig(res.Err); me != nil {
-		text = me.Error()
+		text, target, needH2 = me.Error(), me.Target, me.Reason == egress.ReasonNoH2
 	}
 	now := time.Now()
 	h.mu.Lock()
-	h.problem = text
+	h.problem, h.target, h.needH2 = text, target, needH2
 	h.bad.Store(true)
 	if h.logs == nil {
 		h.logs = map[string]*egressLogWindow{}
@@ -141,6 +149,64 @@ func (h *egressHealth) clear(log *slog.Logger, a *app) {
 	h.mu.Unlock()
 	if was != "" {
 		log.Info("egress works again", "app", a.name, "provider", a.provider)
+	}
+}
+
+// egressProbeEvery is how often, at most, /readyz probes the way to the
+// host of an app's misconfiguration, and egressProbeTimeout bounds a probe.
+var (
+	egressProbeEvery   = 10 * time.Second
+	egressProbeTimeout = 10 * time.Second
+)
+
+// reprobeEgress starts, for each app whose egress is marked misconfigured,
+// a probe of the way to the host it failed on (at most one at a time and
+// one per egressProbeEvery), through the current egress path: the proxy,
+// its tunnel, TLS with the certificate verified, ALPN h2 where that was
+// the problem. One that gets through clears the mark. /readyz calls it:
+// a relay taken out of its load balancer by a failing /readyz gets no
+// sends that could clear it, and the fix may be the proxy's, not ours.
+func (r *Relay) reprobeEgress() {
+	st := r.state.Load()
+	now := time.Now()
+	for _, a := range st.all() {
+		if !a.egress.bad.Load() {
+			continue
+		}
+		h := &a.egress
+		h.mu.Lock()
+		start := !h.probing && h.target != "" && now.Sub(h.lastProbe) >= egressProbeEvery
+		if start {
+			h.probing, h.lastProbe = true, now
+		}
+		target, needH2 := h.target, h.needH2
+		h.mu.Unlock()
+		if start {
+			go r.probeEgress(st.egress, a, target, needH2)
+		}
+	}
+}
+
+// probeEgress probes the way to target (host:port, or a host on 443) for
+// app a, and clears a's mark when it gets through.
+func (r *Relay) probeEgress(eg *egress.Egress, a *app, target string, needH2 bool) {
+	h := &a.egress
+	defer func() {
+		h.mu.Lock()
+		h.probing = false
+		h.mu.Unlock()
+	}()
+	host, port := target, 443
+	if hst, p, err := net.SplitHostPort(target); err == nil {
+		host = hst
+		if n, err := strconv.Atoi(p); err == nil {
+			port = n
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), egressProbeTimeout)
+	defer cancel()
+	if res := eg.Probe(ctx, []egress.Target{{Host: host, Port: port, NeedH2: needH2}}); res[0].Err == nil {
+		h.clear(r.log, a)
 	}
 }
 

@@ -69,6 +69,9 @@ type MisconfigError struct {
 	Fix string
 	// Err is the underlying failure.
 	Err error
+	// Target is the host:port (or host) the request was for, when known:
+	// what a probe dials to see whether the problem is gone.
+	Target string
 }
 
 // Error is "egress misconfigured: <what>: <fix>".
@@ -102,7 +105,7 @@ func proxyMisconfig(err error, p *url.URL, target, src string) *MisconfigError {
 		return nil
 	}
 	mis := func(reason, what, fix string) *MisconfigError {
-		return &MisconfigError{Reason: reason, What: what, Fix: fix, Err: err}
+		return &MisconfigError{Reason: reason, What: what, Fix: fix, Err: err, Target: target}
 	}
 	proxy := redact(p)
 	switch pe.step {
@@ -166,10 +169,19 @@ func from(src string) string {
 // host:port): the MisconfigError it shows, or nil when the failure may be
 // transient (a reset, a timeout).
 func targetMisconfig(err error, host, addr string) *MisconfigError {
+	me := tlsMisconfig(err, host, addr)
+	if me != nil {
+		me.Target = addr
+	}
+	return me
+}
+
+// tlsMisconfig is targetMisconfig without the Target.
+func tlsMisconfig(err error, host, addr string) *MisconfigError {
+	what := fmt.Sprintf("TLS with %s: %v", addr, err)
 	var unknown x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var invalid x509.CertificateInvalidError
-	what := fmt.Sprintf("TLS with %s: %v", addr, err)
 	switch {
 	case errors.As(err, &unknown):
 		issuer := "an unknown issuer"
@@ -215,6 +227,7 @@ func noH2(host, addr, proto string) *MisconfigError {
 		What:   fmt.Sprintf("%s does not speak HTTP/2: the server chose %s, not h2", addr, got),
 		Fix:    fmt.Sprintf("HTTP/2 is required: let TLS to %s through untouched (no TLS inspection), or make the inspecting proxy speak h2", host),
 		Err:    errors.New("ALPN did not select h2"),
+		Target: addr,
 	}
 }
 
@@ -226,6 +239,7 @@ func hostNotAllowed(host string) *MisconfigError {
 		What:   fmt.Sprintf("egress to %s refused: %v", host, ErrHostNotAllowed),
 		Fix:    fmt.Sprintf("add %s to egress.allowed_hosts (or leave it empty: the default is the hosts the apps need)", host),
 		Err:    ErrHostNotAllowed,
+		Target: host,
 	}
 }
 
