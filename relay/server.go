@@ -543,6 +543,7 @@ func (s *Server) readyz(c *fasthttp.RequestCtx) {
 			problems = append(problems, fmt.Sprintf("app %s: certificate expired %s", a.name, a.certExpiry.UTC().Format(time.RFC3339)))
 		}
 	}
+	s.relay.reprobeEgress()
 	problems = append(problems, s.relay.egressProblems()...)
 	if len(problems) > 0 {
 		writeJSON(c, http.StatusServiceUnavailable, map[string]any{"status": "NOT_READY", "problems": problems})
