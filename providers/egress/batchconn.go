@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,8 +35,14 @@ type batchConn struct {
 	spare   []byte
 	err     error // the first write error, or net.ErrClosed after Close
 	closing bool
-	kick    chan struct{} // wakes the writer; capacity 1
-	done    chan struct{} // closed when the writer has returned
+	// accepted counts the bytes Write took (written under mu), sent those
+	// the writer handed to the connection, a failed write's part
+	// included: a byte at an offset from sent on never left once the
+	// writer has stopped (see abort).
+	accepted atomic.Int64
+	sent     int64         // under mu
+	kick     chan struct{} // wakes the writer; capacity 1
+	done     chan struct{} // closed when the writer has returned
 }
 
 func newBatchConn(c net.Conn) *batchConn {
@@ -61,6 +68,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	}
 	wake := len(b.queued) == 0
 	b.queued = append(b.queued, p...)
+	b.accepted.Add(int64(len(p)))
 	b.mu.Unlock()
 	if wake {
 		b.wake()
@@ -93,10 +101,12 @@ func (b *batchConn) writer() {
 		b.mu.Unlock()
 
 		var err error
+		var n int
 		if len(out) > 0 {
-			_, err = b.Conn.Write(out)
+			n, err = b.Conn.Write(out)
 		}
 		b.mu.Lock()
+		b.sent += int64(n)
 		if cap(out) <= maxQueued {
 			b.spare = out[:0]
 		}
@@ -138,6 +148,25 @@ func (b *batchConn) Close() error {
 	b.room.Broadcast()
 	b.mu.Unlock()
 	return err
+}
+
+// abort closes the connection without sending what is queued (but final,
+// last words such as a GOAWAY, if the connection still takes them), and
+// returns the offset, in the bytes Write took, from which nothing left: the
+// requests queued from there never reached the peer and may be sent again
+// elsewhere.
+func (b *batchConn) abort(final []byte) (sentUpTo int64) {
+	b.mu.Lock()
+	// What the writer took is sent or being sent; once it failed,
+	// nothing from where its last write stopped.
+	sentUpTo = b.accepted.Load() - int64(len(b.queued))
+	if b.err != nil {
+		sentUpTo = b.sent
+	}
+	b.queued = append(b.queued[:0], final...)
+	b.mu.Unlock()
+	b.Close()
+	return sentUpTo
 }
 
 // batchTLSConn is a batchConn over a TLS connection that tells its

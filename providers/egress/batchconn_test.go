@@ -145,3 +145,47 @@ func TestBatchConnCloseSendsTheQueueThenRefusesWrites(t *testing.T) {
 		t.Errorf("the peer got %d bytes, want the %d written, in order", len(got), want.Len())
 	}
 }
+
+// abort drops what is queued, sends its last words, and says from where
+// nothing left.
+func TestBatchConnAbortDropsTheQueue(t *testing.T) {
+	g := newGateConn()
+	b := newBatchConn(g)
+	b.Write([]byte("first"))
+	<-g.entered // the writer is inside the first system call
+	b.Write([]byte("[queued]"))
+	upTo := make(chan int64)
+	go func() { upTo <- b.abort([]byte("bye")) }()
+	waitFor(t, "abort to drop the queue", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.closing
+	})
+	close(g.gate)
+	if got := <-upTo; got != int64(len("first")) {
+		t.Errorf("abort = %d, want %d: the queued bytes never left", got, len("first"))
+	}
+	want := [][]byte{[]byte("first"), []byte("bye")}
+	if got := g.got(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("underlying writes %q, want %q", got, want)
+	}
+}
+
+// After a failed write, abort says nothing left from where it failed.
+func TestBatchConnAbortAfterAFailedWrite(t *testing.T) {
+	g := newGateConn()
+	b := newBatchConn(g)
+	b.Write([]byte("sent"))
+	<-g.entered
+	close(g.gate)
+	waitFor(t, "the first write", func() bool { return len(g.got()) == 1 })
+	g.mu.Lock()
+	g.fail = errors.New("connection reset by peer")
+	g.mu.Unlock()
+	b.Write([]byte("lost"))
+	<-g.entered
+	<-b.done // the writer stopped at the failure
+	if got := b.abort(nil); got != int64(len("sent")) {
+		t.Errorf("abort = %d, want %d", got, len("sent"))
+	}
+}

@@ -183,8 +183,9 @@ func (t *h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // Sent again:
 //   - a request that never left: the connection took no new stream
 //     (GOAWAY, ids used up, closed; a waiter for a stream slot when the
-//     connection starts draining), or its frames could not be written at
-//     all;
+//     connection starts draining), its frames could not be written at
+//     all, or they were still queued in the batchConn, behind the system
+//     call under way, when the connection was lost (see batchConn.abort);
 //   - RST_STREAM REFUSED_STREAM before the answer's HEADERS, which says
 //     the request was not processed;
 //   - RST_STREAM PROTOCOL_ERROR before the answer's HEADERS: RFC 9113 does
@@ -292,6 +293,7 @@ type h2Conn struct {
 	t         *h2Transport
 	authority string
 	nc        net.Conn
+	bc        *batchConn           // nc's, if it is one: tells which requests never left
 	tls       *tls.ConnectionState // nil if nc is not TLS
 	fr        *http2.Framer        // reads: readLoop; writes (into wbuf): under wmu
 	start     time.Time            // for monotonic times as durations since
@@ -336,6 +338,7 @@ type h2Conn struct {
 type h2Stream struct {
 	id   uint32
 	done chan struct{} // closed once the answer is in or err is set
+	at   int64         // with c.bc: where its frames begin in what bc took
 
 	sendWindow int64 // under c.mu
 	err        error // set by whoever completes the stream, before done
@@ -388,6 +391,12 @@ func (t *h2Transport) newConn(authority string, nc net.Conn) (*h2Conn, error) {
 	if s, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		cs := s.ConnectionState()
 		c.tls = &cs
+	}
+	switch b := nc.(type) {
+	case *batchConn:
+		c.bc = b
+	case *batchTLSConn:
+		c.bc = b.batchConn
 	}
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.fr = http2.NewFramer(&c.wbuf, c.br)
@@ -473,6 +482,10 @@ func (c *h2Conn) roundTrip(req *http.Request, body []byte) (*http.Response, erro
 		c.failWaitersLocked()
 	}
 	st.sendWindow = c.peerInitialWindow
+	if c.bc != nil {
+		// Under wmu, with wbuf empty: its frames are the next bytes.
+		st.at = c.bc.accepted.Load()
+	}
 	c.streams[st.id] = st
 	n := c.takeWindowLocked(st, len(body))
 	maxFrame := int(c.peerMaxFrame)
@@ -925,8 +938,17 @@ func (c *h2Conn) fail(err error) {
 		}
 		c.wmu.Lock()
 		_ = c.fr.WriteGoAway(0, http2.ErrCode(ce), nil)
-		_ = c.flushLocked() // a last word, if the connection still takes it
+		var goAway []byte
+		if c.bc != nil {
+			// Sent by closeWith, once the requests queued are dropped.
+			goAway = bytes.Clone(c.wbuf.Bytes())
+			c.wbuf.Reset()
+		} else {
+			_ = c.flushLocked() // a last word, if the connection still takes it
+		}
 		c.wmu.Unlock()
+		c.closeWith(c.errorf("connection lost: %w", err), goAway)
+		return
 	}
 	c.close(c.errorf("connection lost: %w", err))
 }
@@ -1244,7 +1266,10 @@ func (c *h2Conn) onGoAway(f *http2.GoAwayFrame) {
 }
 
 // close closes the connection and fails the streams left with err.
-func (c *h2Conn) close(err error) {
+func (c *h2Conn) close(err error) { c.closeWith(err, nil) }
+
+// closeWith is close, sending final (frames) last over a batchConn.
+func (c *h2Conn) closeWith(err error, final []byte) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -1259,10 +1284,26 @@ func (c *h2Conn) close(err error) {
 		c.timer.Stop()
 	}
 	c.mu.Unlock()
-	c.nc.Close()
+	// Over a batchConn, what is queued is dropped rather than sent to a
+	// connection given up on: the requests whose frames had not left
+	// yet are known not processed, and are sent again.
+	sentUpTo := int64(h2MaxWindow) << 32
+	if c.bc != nil {
+		sentUpTo = c.bc.abort(final)
+	} else {
+		c.nc.Close()
+	}
 	c.t.forget(c)
+	var unsent error
 	for _, st := range streams {
-		st.err = err
+		if st.at >= sentUpTo {
+			if unsent == nil {
+				unsent = fmt.Errorf("%w (before the request left: %w)", err, errH2NotProcessed)
+			}
+			st.err = unsent
+		} else {
+			st.err = err
+		}
 		close(st.done)
 	}
 }

@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -674,5 +675,121 @@ func TestH2AnswersBeforeAFailedWrite(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// gatedConn holds its writes, once gated, until its write deadline is set
+// (as batchConn.Close does) or the gate opens.
+type gatedConn struct {
+	net.Conn
+	gated   *atomic.Bool
+	entered chan struct{}
+	gate    chan struct{}
+	once    *sync.Once
+}
+
+func (c gatedConn) Write(p []byte) (int, error) {
+	if c.gated.Load() {
+		c.entered <- struct{}{}
+		<-c.gate
+	}
+	return c.Conn.Write(p)
+}
+
+func (c gatedConn) SetWriteDeadline(t time.Time) error {
+	c.once.Do(func() { close(c.gate) })
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// TestH2UnsentRequestsOfALostConnection loses a connection while the
+// batchConn's writer is stuck in a system call with one request and two
+// more are queued behind it: those two never left, and go over a new
+// connection; the one being written may have reached the server, and fails.
+func TestH2UnsentRequestsOfALostConnection(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	closeFirst := make(chan struct{})
+	url, d := rawH2ServerConn(t, func(tc *tls.Conn, fr *http2.Framer, conn int) {
+		fr.WriteSettings()
+		if conn == 1 {
+			go func() { <-closeFirst; tc.NetConn().Close() }()
+		}
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f, ok := f.(*http2.MetaHeadersFrame); ok {
+				mu.Lock()
+				seen[f.PseudoValue("path")]++
+				mu.Unlock()
+				h2Answer(fr, f.StreamID, fmt.Sprint(conn))
+			}
+		}
+	})
+	var gated atomic.Bool
+	entered, gate := make(chan struct{}, 10), make(chan struct{})
+	var first *batchConn
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		n := d.dials.Add(1)
+		nc, err := (&tls.Dialer{Config: d.cfg}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := nc.(*tls.Conn)
+		var under net.Conn = tc
+		if n == 1 {
+			under = gatedConn{Conn: tc, gated: &gated, entered: entered, gate: gate, once: new(sync.Once)}
+		}
+		b := newBatchConn(under)
+		if n == 1 {
+			first = b
+		}
+		return &batchTLSConn{batchConn: b, tls: tc}, nil
+	}
+	tr := &h2Transport{dial: dial}
+	defer tr.CloseIdleConnections()
+	ctx := h2Ctx(t)
+	get := func(path string) (string, error) {
+		_, body, err := h2Do(ctx, tr, http.MethodGet, url+path, nil, nil)
+		return string(body), err
+	}
+	if body, err := get("/warm-up"); err != nil || body != "1" {
+		t.Fatalf("warm-up: %q, %v", body, err)
+	}
+	gated.Store(true)
+	type answer struct {
+		body string
+		err  error
+	}
+	answers := make(map[string]chan answer)
+	for _, p := range []string{"/being-written", "/queued-1", "/queued-2"} {
+		answers[p] = make(chan answer, 1)
+		before := first.accepted.Load()
+		go func() {
+			body, err := get(p)
+			answers[p] <- answer{body, err}
+		}()
+		waitFor(t, p+" to be queued", func() bool { return first.accepted.Load() > before })
+		if p == "/being-written" {
+			<-entered // the writer holds it, stuck in its system call
+		}
+	}
+	close(closeFirst) // the server closes: the reader sees the connection end
+	a := <-answers["/being-written"]
+	if a.err == nil || errors.Is(a.err, errH2NotProcessed) {
+		t.Errorf("the request being written: %q, %v; want it failed, as maybe processed", a.body, a.err)
+	}
+	for _, p := range []string{"/queued-1", "/queued-2"} {
+		if a := <-answers[p]; a.err != nil || a.body != "2" {
+			t.Errorf("%s: %q, %v; want it sent again over the second connection", p, a.body, a.err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for path, n := range seen {
+		if n != 1 {
+			t.Errorf("%s seen %d times by the server", path, n)
+		}
 	}
 }
