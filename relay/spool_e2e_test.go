@@ -145,7 +145,7 @@ func TestRedeliveryCarriesCollapseIDAndExpiration(t *testing.T) {
 	waitFor(t, "delivery", 10*time.Second, func() bool { return len(okAPNs(h)) == 1 })
 	reqs := h.apple.Requests()
 	first, last := reqs[0], reqs[len(reqs)-1]
-	if first.Header.Get("apns-collapse-id") != "" || last.Header.Get("apns-collapse-id") != "ack-0" {
+	if first.Header.Get("apns-collapse-id") != "ack-0" || last.Header.Get("apns-collapse-id") != "ack-0" {
 		t.Errorf("collapse id: first %q, redelivery %q", first.Header.Get("apns-collapse-id"), last.Header.Get("apns-collapse-id"))
 	}
 	exp := first.Header.Get("apns-expiration")

@@ -172,14 +172,17 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 const maxErrorBody = 4 << 10
 
 // request makes the POST of body, n's payload: the app's headers, the
-// provider token, and from the attempt an expiration (and on redelivery a
-// collapse id, so that a phone shows a notification delivered twice once).
+// provider token, from the attempt an expiration, and the collapse id
+// ack_id, so that a phone shows a notification delivered twice once. Every
+// attempt carries it, the first too: a first attempt whose answer was lost
+// (a timeout, a connection lost after the request left) may have reached
+// the phone, and only a copy with the same collapse id replaces it.
 func (p *Provider) request(ctx context.Context, n *wire.Notification, sentToken string, body []byte) *http.Request {
 	// Opaque is the path as sent: sentToken is escaped already.
 	u := &url.URL{Scheme: p.url.Scheme, Host: p.url.Host, Opaque: p.path + sentToken}
 	a, _ := providers.AttemptFrom(ctx)
 	h := p.header(n.Transport == wire.TransportVoIP, a.Expires)
-	if a.Redelivery && n.AckID != "" && len(n.AckID) <= 64 {
+	if n.AckID != "" && len(n.AckID) <= 64 { // Apple's limit: 64 bytes
 		h = maps.Clone(h)
 		h["apns-collapse-id"] = []string{n.AckID}
 	}

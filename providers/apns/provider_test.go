@@ -94,8 +94,9 @@ func send(t *testing.T, p *Provider, n *wire.Notification, timeout time.Duration
 func hexToken(i int) string { return fmt.Sprintf("%064x", 0xa0000+i) }
 
 // TestSendHeadersPerAttempt sends pushes in turns with different attempts:
-// each gets its own expiration, a collapse id only on redelivery, its own
-// push type, whatever header the one before it shared.
+// each gets its own expiration, its own ack_id as collapse id (first
+// attempt and redelivery alike; none without an ack_id or with one over 64
+// bytes), its own push type, whatever header the one before it shared.
 func TestSendHeadersPerAttempt(t *testing.T) {
 	r := newRig(t)
 	p := r.provider(t, r.tokenConfig())
@@ -105,21 +106,22 @@ func TestSendHeadersPerAttempt(t *testing.T) {
 		at             providers.Attempt
 		voip           bool
 		wantExpiration string
+		ackID          string
 		wantCollapse   string
 		wantPushType   string
 	}{
-		{"first push", providers.Attempt{Expires: soon}, false, fmt.Sprint(soon.Unix()), "", "alert"},
-		{"redelivery", providers.Attempt{Expires: soon, Redelivery: true}, false, fmt.Sprint(soon.Unix()), "ack-1", "alert"},
-		{"same second after a redelivery", providers.Attempt{Expires: soon}, false, fmt.Sprint(soon.Unix()), "", "alert"},
-		{"a second later", providers.Attempt{Expires: soon.Add(time.Second)}, false, fmt.Sprint(soon.Unix() + 1), "", "alert"},
-		{"voip, same second", providers.Attempt{Expires: soon.Add(time.Second)}, true, fmt.Sprint(soon.Unix() + 1), "", "voip"},
-		{"no expiry", providers.Attempt{}, false, "", "", "alert"},
-		{"alert again", providers.Attempt{Expires: soon.Add(time.Second)}, false, fmt.Sprint(soon.Unix() + 1), "", "alert"},
+		{"first push", providers.Attempt{Expires: soon}, false, fmt.Sprint(soon.Unix()), "ack-0", "ack-0", "alert"},
+		{"redelivery", providers.Attempt{Expires: soon, Redelivery: true}, false, fmt.Sprint(soon.Unix()), "ack-1", "ack-1", "alert"},
+		{"same second, no ack id", providers.Attempt{Expires: soon}, false, fmt.Sprint(soon.Unix()), "", "", "alert"},
+		{"a second later", providers.Attempt{Expires: soon.Add(time.Second)}, false, fmt.Sprint(soon.Unix() + 1), "ack-3", "ack-3", "alert"},
+		{"voip, same second", providers.Attempt{Expires: soon.Add(time.Second)}, true, fmt.Sprint(soon.Unix() + 1), "ack-4", "ack-4", "voip"},
+		{"no expiry, ack id over 64 bytes", providers.Attempt{}, false, "", strings.Repeat("a", 65), "", "alert"},
+		{"alert again", providers.Attempt{Expires: soon.Add(time.Second)}, false, fmt.Sprint(soon.Unix() + 1), "ack-6", "ack-6", "alert"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			token := hexToken(100 + i)
-			n := &wire.Notification{Platform: "apple_rn", Type: wire.TypeMessage, Message: "hi", AckID: fmt.Sprintf("ack-%d", i), DeviceID: token}
+			n := &wire.Notification{Platform: "apple_rn", Type: wire.TypeMessage, Message: "hi", AckID: c.ackID, DeviceID: token}
 			if c.voip {
 				n.Transport = wire.TransportVoIP
 			}
