@@ -113,4 +113,16 @@ func TestSpoolUnavailableAnswersFailAndUnready(t *testing.T) {
 
 	node.start()
 	waitFor(t, "/readyz passing again", 30*time.Second, func() bool { code, _ := readyz(t, h); return code == http.StatusOK })
+
+	// One error line for the outage, not one per push; one line for its end.
+	logs := h.logs.String()
+	if n := strings.Count(logs, `"msg":"spool: refusing new entries"`); n != 1 {
+		t.Errorf("%d lines say the spool refuses entries, want 1 (rate-limited)", n)
+	}
+	if !strings.Contains(logs, `"msg":"spool: taking entries again"`) {
+		t.Error("no line says the spool takes entries again")
+	}
+	if strings.Contains(logs, "tok-lost-") {
+		t.Error("a device token is in the log")
+	}
 }

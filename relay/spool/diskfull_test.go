@@ -278,3 +278,19 @@ func TestDiskFilledByOthers(t *testing.T) {
 	time.Sleep(3 * testTuning.ackWait)
 	o.checkOnce(t, accepted)
 }
+
+// BenchmarkAdmit is what the disk check adds to each Put while space is
+// plenty: compare with BenchmarkPut.
+func BenchmarkAdmit(b *testing.B) {
+	h := newHealth(testLog(b), b.TempDir())
+	if h.disk == nil {
+		b.Skip("free space cannot be read here")
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := h.admit(400); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
