@@ -50,7 +50,7 @@ func TestDeployHelmValuesSchema(t *testing.T) {
 	for name, bad := range map[string]string{
 		"a misspelt key":         "replicaCount: 1\nnetworkPolicy: {ingres: {cidrs: [10.0.0.0/8]}}\n",
 		"a string for a list":    "networkPolicy: {ingress: {namespaces: mattermost}}\n",
-		"a short grace period":   "terminationGracePeriodSeconds: 10\n",
+		"a port out of range":    "service: {port: 70000}\n",
 		"an unknown pull policy": "image: {pullPolicy: Sometimes}\n",
 	} {
 		var v any
