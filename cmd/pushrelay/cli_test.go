@@ -115,6 +115,7 @@ func TestPositionalArguments(t *testing.T) {
 		{[]string{"check", my, "--config", my}, 1, "", "two configurations"},
 		{[]string{"check", my, "other.yaml"}, 1, "", `unexpected argument "other.yaml"`},
 		{[]string{"check", "missing.yaml"}, 1, "", "config missing.yaml: open missing.yaml: no such file"},
+		{[]string{"check"}, 1, "", "name the configuration with --config FILE or $PUSHRELAY_CONFIG"},
 		{[]string{"demo", "now"}, 1, "", `pushrelay demo: unexpected argument "now"`},
 		{[]string{"version", "--json"}, 1, "", "flag provided but not defined: -json (pushrelay version --help shows the usage)"},
 		{[]string{"migrate", "a.json", "b.json"}, 1, "", `unexpected argument "b.json"`},

@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"runtime"
@@ -263,6 +264,17 @@ func configFlag(fs *flag.FlagSet) *string {
 		"(default $PUSHRELAY_CONFIG, else pushrelay.yaml)")
 }
 
+// noConfigHint adds to a missing configuration file's error how to name
+// one, and where one comes from.
+func noConfigHint(err error, path string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == path && errors.Is(pe, fs.ErrNotExist) {
+		return fmt.Errorf("%w\n(name the configuration with --config FILE or $PUSHRELAY_CONFIG; README \"Run it\" has a "+
+			"minimal one, and pushrelay migrate turns mattermost-push-proxy's config.json into one)", err)
+	}
+	return err
+}
+
 // configPath is --config, or the one positional argument when --config was
 // not given; both at once is an error.
 func configPath(fs *flag.FlagSet, flagValue string) (string, error) {
@@ -315,7 +327,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	path := &p
 	cfg, err := relay.LoadConfig(*path)
 	if err != nil {
-		return err
+		return noConfigHint(err, *path)
 	}
 	if floor := tuneRuntime(cfg); floor != nil {
 		defer floor.Stop()
@@ -371,7 +383,7 @@ func check(args []string, stdout io.Writer) error {
 	// certificates, without the spool, a listener or a connection.
 	cfg, err := relay.CheckConfig(path)
 	if err != nil {
-		return err
+		return noConfigHint(err, path)
 	}
 	if _, err := relay.NewLogger(cfg.Log, io.Discard); err != nil {
 		return err
