@@ -294,3 +294,33 @@ func BenchmarkAdmit(b *testing.B) {
 		}
 	})
 }
+
+// Should the embedded server's log line for a write error ever change, its
+// health check still tells: Puts, after a short wait, find the store
+// broken, and it is restarted once space returns.
+func TestDiskFullUnheardStoreError(t *testing.T) {
+	dir := smallDisk(t, "4m")
+	hearStoreLog = false
+	t.Cleanup(func() { hearStoreLog = true })
+	s := openT(t, Config{Dir: dir, MaxAge: time.Minute}, fastBackoff)
+	o := newDiskOutage()
+	if err := s.Consume([]string{"app"}, o.deliver, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		put(t, s, entry("app", fmt.Sprint("ack-", i), fmt.Sprint("dev-", i)), 0)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 8<<20), 0o600); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling the disk: %v", err)
+	}
+	o.down.Store(false) // the removals meet the full disk
+	waitFor(t, 30*time.Second, "every entry delivered", func() bool { got, _ := o.count(); return got == 200 })
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "Put working again", func() bool {
+		err, _ := putWithin(s, entry("app", "after", "after"), time.Second)
+		return err == nil
+	})
+}

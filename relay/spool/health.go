@@ -82,11 +82,12 @@ type health struct {
 	disk *disk // embedded, where free space can be read; else nil
 
 	// Set by open once the spool works; the watch starts then.
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  jetstream.Stream
-	restart func() error // embedded: restarts JetStream on the same store; nil for an external one
-	key     string       // the config key for connection problems: spool.dir or spool.nats_url
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	restart  func() error  // embedded: restarts JetStream on the same store; nil for an external one
+	storeErr func() string // embedded: the stream's write error as JetStream's health check reports it; "" when none
+	key      string        // the config key for connection problems: spool.dir or spool.nats_url
 
 	cur    atomic.Pointer[problem]
 	broken atomic.Pointer[string] // embedded: why the store stopped writing (the server's log line); nil while it writes
@@ -183,9 +184,14 @@ func (h *health) syncFailed(err error) error {
 
 // fullError describes a full spool.dir, with its free space when it can be read.
 func (h *health) fullError(cause error) error {
-	if h.disk != nil {
-		if err := h.disk.read(time.Now(), 0); err == nil {
-			return h.disk.fullError()
+	if d := h.disk; d != nil {
+		if err := d.read(time.Now(), 0); err == nil {
+			free, reserve := d.state()
+			if free < reserve {
+				return d.fullError()
+			}
+			return fmt.Errorf("%w: the embedded JetStream met a full %s (now %s free); it starts again by itself",
+				ErrDiskFull, d.dir, bytesText(free))
 		}
 	}
 	return fmt.Errorf("%w: %w", ErrDiskFull, cause)
@@ -316,6 +322,15 @@ func (h *health) tick() {
 		return
 	}
 	if p := h.cur.Load(); p != nil && p.reason == ReasonUnavailable {
+		if h.storeErr != nil {
+			// A store that stopped writing says so in its log, which
+			// writeFailed hears; should that line ever change, its health
+			// check still tells.
+			if msg := h.storeErr(); msg != "" {
+				h.writeFailed(msg)
+				return
+			}
+		}
 		if err := h.probe(); err != nil {
 			h.unavailable(h.key, err)
 			return

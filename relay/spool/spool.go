@@ -231,6 +231,7 @@ func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, erro
 	if s.ns != nil {
 		ns, dir := s.ns, cfg.Dir
 		s.health.restart = func() error { return restartJetStream(ns, dir) }
+		s.health.storeErr = func() string { return storeWriteError(ns) }
 	}
 	s.health.start()
 	return s, nil
