@@ -53,7 +53,7 @@ func Reason(err error) string {
 	return ReasonError
 }
 
-// Timings of the health watch; tests shorten them.
+// Timings of the health watch.
 var (
 	healthEvery  = 250 * time.Millisecond // how often the watch looks
 	probeTimeout = time.Second            // one look at JetStream
