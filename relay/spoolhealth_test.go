@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +127,73 @@ func TestSpoolUnavailableAnswersFailAndUnready(t *testing.T) {
 	}
 	if strings.Contains(logs, "tok-lost-") {
 		t.Error("a device token is in the log")
+	}
+}
+
+// spool.dir fills up while Apple is down: the push that finds it full is
+// answered FAIL at once, naming spool.dir and its free space; /readyz fails
+// with the reason and the refusal is counted. When Apple is back the spool
+// drains, the relay is ready again by itself, and every notification it
+// answered OK is delivered once.
+func TestSpoolDiskFullAnswersFailAndUnready(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
+	}
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a 1 MiB tmpfs: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() { // registered first: runs after the relay's Shutdown
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	t.Setenv("PUSHRELAY_SPOOL_DIR", dir)
+	h := start(t, "{}")
+	h.apple.Fail(sandbox.Fault{Status: 503})
+
+	var kept []string
+	for i := 0; ; i++ {
+		m := mmMessage("apple_rn", fmt.Sprint("tok-", i))
+		m.AckId = fmt.Sprint("ack-", i)
+		code, answer := h.push(m)
+		if code != 200 {
+			t.Fatalf("push %d: HTTP %d %v", i, code, answer)
+		}
+		if answer["status"] == "OK" {
+			kept = append(kept, m.AckId)
+			if i > 20000 {
+				t.Fatal("a 1 MiB spool.dir never filled")
+			}
+			continue
+		}
+		if e := answer["error"]; answer["status"] != "FAIL" || !strings.Contains(e, "spool.dir is full") ||
+			!strings.Contains(e, dir) || !strings.Contains(e, "free") {
+			t.Fatalf("push %d on a full spool.dir: %v", i, answer)
+		}
+		break
+	}
+	t.Logf("%d notifications kept before spool.dir was full", len(kept))
+	if !metric(t, h, `pushrelay_spool_errors_total{reason="disk_full"} 1`) {
+		t.Error(`pushrelay_spool_errors_total{reason="disk_full"} does not count the refusal`)
+	}
+	code, problems := readyz(t, h)
+	if code != http.StatusServiceUnavailable || !strings.Contains(strings.Join(problems, "\n"), "spool.dir is full") {
+		t.Fatalf("/readyz on a full spool.dir: HTTP %d %q", code, problems)
+	}
+
+	h.apple.Fail(sandbox.Fault{})
+	waitFor(t, "/readyz passing again", 60*time.Second, func() bool { code, _ := readyz(t, h); return code == http.StatusOK })
+	waitFor(t, "the kept notifications delivered", 60*time.Second, func() bool {
+		return len(deliveredAcks(t, okAPNs(h))) >= len(kept)
+	})
+	got := deliveredAcks(t, okAPNs(h))
+	for _, ack := range kept {
+		if got[ack] != 1 {
+			t.Errorf("%s delivered %d times, want once", ack, got[ack])
+		}
 	}
 }
