@@ -2,12 +2,12 @@ package spool
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -24,9 +24,26 @@ type handlers struct {
 type worker struct {
 	app    string
 	cons   jetstream.Consumer
-	sem    chan struct{} // one token per deliver call in flight
+	sem    chan struct{}      // one token per deliver call in flight
+	jobs   chan jetstream.Msg // fetched entries, for the handlers (one per token)
 	cancel context.CancelFunc
 	pace   pacer // batches while deliveries succeed, probes while they keep failing
+}
+
+// startHandlers runs the entries batch fetches, each in one of cap(w.sem)
+// goroutines that live as long as the fetch loop: a goroutine per entry
+// would grow a fresh stack for every delivery. Each token of w.sem taken
+// for a job is given back here.
+func (s *Spool) startHandlers(ctx context.Context, w *worker) {
+	for range cap(w.sem) {
+		go func() {
+			for m := range w.jobs {
+				s.note(w, s.handle(ctx, w, m, 0))
+				<-w.sem
+				s.inflight.Done()
+			}
+		}()
+	}
 }
 
 // Consume starts redelivering the entries of apps: one durable pull
@@ -104,9 +121,11 @@ func (s *Spool) Consume(apps []string, deliver Deliver, onExpired func(Entry)) e
 	}
 	for a, cons := range created {
 		ctx, cancel := context.WithCancel(s.fetchCtx)
-		w := &worker{app: a, cons: cons, sem: make(chan struct{}, s.tune.maxInFlight), cancel: cancel}
+		w := &worker{app: a, cons: cons, sem: make(chan struct{}, s.tune.maxInFlight),
+			jobs: make(chan jetstream.Msg, s.tune.maxInFlight), cancel: cancel}
 		s.workers[a] = w
 		s.loops.Add(1)
+		s.startHandlers(ctx, w)
 		go s.run(ctx, w)
 	}
 	return nil
@@ -149,6 +168,7 @@ func (s *Spool) repair(ctx context.Context, w *worker) {
 // pacer).
 func (s *Spool) run(ctx context.Context, w *worker) {
 	defer s.loops.Done()
+	defer close(w.jobs) // the handlers finish what they have, then end
 	failing := false
 	for {
 		var err error
@@ -207,11 +227,7 @@ fill:
 		for m := range batch.Messages() {
 			got++
 			s.inflight.Add(1)
-			go func() {
-				defer s.inflight.Done()
-				defer func() { <-w.sem }()
-				s.note(w, s.handle(ctx, w, m, 0))
-			}()
+			w.jobs <- m // never blocks: one place per token held
 		}
 		err = batch.Error()
 	}
@@ -337,7 +353,7 @@ func (s *Spool) handle(ctx context.Context, w *worker, m jetstream.Msg, hold tim
 		return handled{} // it comes back after the ack wait
 	}
 	var e Entry
-	if err := json.Unmarshal(m.Data(), &e); err != nil {
+	if err := jsonv2.Unmarshal(m.Data(), &e); err != nil { // as Put's encoding/json wrote it, faster
 		s.log.Error("spool: unreadable entry dropped", "app", w.app, "seq", md.Sequence.Stream, "error", err.Error())
 		if err := m.TermWithReason("unreadable"); err != nil {
 			s.log.Warn("spool: dropping unreadable entry failed", "app", w.app, "error", err.Error())
@@ -421,22 +437,25 @@ func (s *Spool) hold(ctx context.Context, m jetstream.Msg, until time.Time) bool
 
 // deliver runs the callback, telling JetStream every third of the ack
 // wait that the entry is still being worked on, so a slow attempt is never
-// handed to another relay meanwhile.
+// handed to another relay meanwhile. (The ticking starts only when the
+// attempt is slow: most take milliseconds.)
 func (s *Spool) deliver(m jetstream.Msg, e Entry, attempt int, deliver Deliver) Verdict {
 	ctx, cancel := context.WithCancel(s.dctx)
 	defer cancel()
-	go func() {
-		t := time.NewTicker(s.tune.ackWait / 3)
-		defer t.Stop()
+	every := s.tune.ackWait / 3
+	t := time.AfterFunc(every, func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
 		for {
+			_ = m.InProgress()
 			select {
-			case <-t.C:
-				_ = m.InProgress()
+			case <-tick.C:
 			case <-ctx.Done():
 				return
 			}
 		}
-	}()
+	})
+	defer t.Stop()
 	return deliver(ctx, e, attempt)
 }
 

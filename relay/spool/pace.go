@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,9 @@ func (s *Spool) giveBackAfterDrain() {
 			return
 		case <-time.After(cacheLinger):
 		}
+		// JetStream's block buffers go back to sync.Pools, which a first
+		// collection only moves aside: the second frees them.
+		runtime.GC()
 		debug.FreeOSMemory()
 		s.log.Debug("spool: drained; memory given back")
 	}()
