@@ -315,8 +315,10 @@ func msgID(n wire.Notification) string {
 // the same time; external: acknowledged by JetStream). It is not
 // delivered before now+notBefore (Retry-After or the first backoff step).
 //
-// A second Put of the same (ack_id, device_id) within max_age is accepted
-// and not stored twice; with an empty ack_id there is no deduplication.
+// A second Put of the same (ack_id, device_id) within 5s (the stream's
+// duplicate window: it guards a retried Put; JetStream keeps each id of it
+// in memory) is accepted and not stored twice; with an empty ack_id there
+// is no deduplication.
 // A zero Accepted is set to now, a zero AppVersion taken from
 // e.Notification.AppVersion. When the spool is full the error wraps
 // ErrFull. When the fsync fails, Put says so, though the entry, written
