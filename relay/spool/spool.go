@@ -27,6 +27,13 @@
 // when a spooled entry is first seen after it is already due, an attempt
 // number may repeat, which only makes one backoff step shorter.
 //
+// Failures: while spool.dir runs short of space (a reserve of 1/8 of the
+// file system is kept for the drain), or JetStream cannot be reached or has
+// lost its quorum, Put and Check fail at once with ErrDiskFull or
+// ErrUnavailable instead of waiting on JetStream; a watch finds out when it
+// is over, restarting an embedded store that met a full disk anyway and
+// removing again the entries delivered while it could not write (health.go).
+//
 // What it stores is the policy's output: nothing unstripped reaches the
 // disk. What it logs is the app, the attempt and the device token only as
 // wire.TokenHash, never content.
