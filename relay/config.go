@@ -682,8 +682,21 @@ func (c *Config) problems() []error {
 		n := 0
 		if a.APNs != nil {
 			n++
-			if err := a.APNs.Validate(); err != nil {
-				add("%s.%v", key, err)
+			apnsErr := a.APNs.Validate()
+			if apnsErr != nil {
+				add("%s.%v", key, apnsErr)
+			}
+			// Validate stops at its first problem; name every missing part
+			// of a token key at once.
+			if a.APNs.CertFile == "" {
+				for _, f := range []struct{ name, value, what string }{
+					{"key_id", a.APNs.KeyID, "the key's 10-character id, as in AuthKey_ABC123DEFG.p8"},
+					{"team_id", a.APNs.TeamID, "your Apple team id, 10 characters"},
+				} {
+					if f.value == "" && (apnsErr == nil || !strings.HasPrefix(apnsErr.Error(), "apns."+f.name+":")) {
+						add("%s.apns.%s: required with token auth (%s)", key, f.name, f.what)
+					}
+				}
 			}
 			if a.APNs.KeyID != "" && !appleID.MatchString(a.APNs.KeyID) {
 				add("%s.apns.key_id: %q is not an Apple key id (10 capital letters and digits, as in AuthKey_ABC123DEFG.p8)", key, a.APNs.KeyID)

@@ -52,11 +52,12 @@ func TestMigrateTheOldProxysShippedSample(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errOut := pushrelay(t, dir, "check", "--config", "pushrelay.yaml")
-	if code != 1 || out != "" || !strings.Contains(errOut, "4 problems:") {
+	if code != 1 || out != "" || !strings.Contains(errOut, "8 problems:") {
 		t.Fatalf("check: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	last := -1
-	for _, key := range []string{"apps[0].apns.auth_key_file", "apps[1].apns.auth_key_file", "apps[2].fcm.service_account_file", "apps[3].fcm.service_account_file"} {
+	for _, key := range []string{"apps[0].apns.auth_key_file", "apps[0].apns.key_id", "apps[0].apns.team_id", "apps[1].apns.auth_key_file",
+		"apps[1].apns.key_id", "apps[1].apns.team_id", "apps[2].fcm.service_account_file", "apps[3].fcm.service_account_file"} {
 		i := strings.Index(errOut, key)
 		if i <= last {
 			t.Errorf("%s missing or out of order:\n%s", key, errOut)
