@@ -61,7 +61,7 @@ func newMetrics(version string, legacy bool) *metrics {
 		}, []string{"app", "provider", "type", "outcome"}),
 		providerSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pushrelay_provider_request_duration_seconds",
-			Help:    "Time of one upstream send, the SDK's own retries included.",
+			Help:    "Time of one upstream attempt: one HTTP request to APNs, FCM or an upstream push proxy.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"provider"}),
 		providerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
