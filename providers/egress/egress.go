@@ -248,7 +248,7 @@ func (g *guard) RoundTrip(r *http.Request) (*http.Response, error) {
 			err = me
 		}
 	}
-	g.e.recent.note(host, err)
+	g.e.recent.note(r.URL.Host, err) // host[:port]: two services may share a host
 	return resp, err
 }
 

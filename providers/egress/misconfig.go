@@ -288,8 +288,9 @@ func (s *misconfigs) get(host string) *MisconfigError {
 }
 
 // Misconfigured returns the misconfiguration in err's chain or, when a
-// library kept only err's text, the one the last request to host met;
-// nil when there is none.
+// library kept only err's text, the one the last request to host (the
+// request URL's host[:port], as written there) met; nil when there is
+// none.
 func (e *Egress) Misconfigured(err error, host string) *MisconfigError {
 	if me := AsMisconfig(err); me != nil {
 		return me

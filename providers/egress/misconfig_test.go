@@ -237,10 +237,13 @@ func TestMisconfiguredRemembersTheLastRequest(t *testing.T) {
 		if err == nil {
 			resp.Body.Close()
 		}
-		if eg.Misconfigured(textOnly, "localhost") != nil {
-			t.Error("a misconfiguration remembered for a host never asked for")
+		u, _ := url.Parse(l.google.URL())
+		for _, other := range []string{"localhost", "127.0.0.1", "127.0.0.1:1"} {
+			if eg.Misconfigured(textOnly, other) != nil {
+				t.Errorf("a misconfiguration remembered for %s, never asked for", other)
+			}
 		}
-		if me := eg.Misconfigured(textOnly, "127.0.0.1"); me != nil {
+		if me := eg.Misconfigured(textOnly, u.Host); me != nil {
 			return me.Reason
 		}
 		return ""

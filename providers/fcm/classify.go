@@ -349,9 +349,9 @@ func (c *tokenCache) result(err error) providers.Result {
 		// The oauth2 library keeps only the text of the egress refusal.
 		return providers.Permanent(ReasonEgressDenied,
 			fmt.Errorf("fcm: OAuth token endpoint: egress to %s refused: %w", c.hostname, egress.ErrHostNotAllowed))
-	case c.eg.Misconfigured(err, c.hostname) != nil: // the same: the proxy refused us, a certificate is not trusted...
-		return providers.Permanent(c.eg.Misconfigured(err, c.hostname).Reason,
-			fmt.Errorf("fcm: OAuth token endpoint %s: %w", c.host, c.eg.Misconfigured(err, c.hostname)))
+	case c.eg.Misconfigured(err, c.host) != nil: // the same: the proxy refused us, a certificate is not trusted...
+		me := c.eg.Misconfigured(err, c.host)
+		return providers.Permanent(me.Reason, fmt.Errorf("fcm: OAuth token endpoint %s: %w", c.host, me))
 	}
 	// oauth2 says `oauth2: cannot fetch token: Post "<token_uri>": <what>`.
 	msg := err.Error()
