@@ -48,7 +48,9 @@ func (s *Spool) startHandlers(ctx context.Context, w *worker) {
 
 // Consume starts redelivering the entries of apps: one durable pull
 // consumer per app, each with at most 64 deliver calls in flight, so one
-// app's outage never holds up another.
+// app's outage never holds up another. While an app's deliveries keep
+// failing, its backlog stays unfetched and one entry at a time probes the
+// provider (see pacer); the first other answer starts the drain.
 //
 // For each entry: past its deadline (Accepted + max_age), onExpired(e) is
 // called and the entry removed without calling deliver; not yet due (its
