@@ -112,6 +112,11 @@ func benchDepths() []int {
 // Put for that app (the answer to every push of an outage), and cycle, an
 // entry of a healthy app put, fetched, delivered and acked. Their cost must
 // not depend on the depth. It reports the process's heap after the fill.
+// Known: with -benchtime=20000x, cycle slows down (0.3 ms/op at depth 0,
+// 1.9 at 100,000, 3.6 at 1,000,000): acking the healthy app's entries
+// behind the other's backlog makes JetStream's file store split off
+// thousands of small block files, and the syncer lists and stats every one
+// of them each round.
 func BenchmarkDepth(b *testing.B) {
 	for _, depth := range benchDepths() {
 		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
