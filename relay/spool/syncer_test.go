@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -367,4 +368,90 @@ func findInBlocks(t *testing.T, dir, marker string) (string, int64) {
 		}
 	}
 	return "", 0
+}
+
+// With the directory's watch, a round looks only at the block files
+// written since the one before: it does not scan the others, however
+// many, and keeps only the newest open. When the watch loses track (the
+// directory replaced), a round scans again.
+func TestSyncerWatchesChanges(t *testing.T) {
+	dir := t.TempDir()
+	msgs := filepath.Join(dir, "msgs")
+	if err := os.Mkdir(msgs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(msgs, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 500; i++ {
+		write(fmt.Sprintf("%d.blk", i), "old")
+	}
+	log := newSyncLog()
+	s := newSyncer(msgs)
+	s.sync = log.sync
+	defer s.close()
+	round := func(want ...string) {
+		t.Helper()
+		if err := s.wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := log.take(); !slices.Equal(got, want) {
+			t.Errorf("synced %q, want %q", got, want)
+		}
+	}
+	if err := s.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := log.take(); len(got) != 501 {
+		t.Fatalf("first round synced %d files, want the 500 blocks and the directory", len(got))
+	}
+	if s.watch == nil {
+		t.Skip("no inotify here: each round scans")
+	}
+	open := func() (n int) {
+		for _, b := range s.blocks {
+			if b.f != nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := open(); n != 1 {
+		t.Errorf("%d block files open after the first round, want the newest alone", n)
+	}
+	scans := s.scans.Load()
+	write("500.blk", "old+entry")
+	round("500.blk")
+	write("501.blk", "new")
+	round("501.blk", "msgs")
+	write("7.blk", "rewritten") // truncated and written in place
+	round("7.blk")
+	if err := os.Remove(filepath.Join(msgs, "3.blk")); err != nil {
+		t.Fatal(err)
+	}
+	round("msgs")
+	if n := s.scans.Load() - scans; n != 0 {
+		t.Errorf("%d scans while watching, want none", n)
+	}
+	if n := open(); n != 1 {
+		t.Errorf("%d block files open, want the newest alone", n)
+	}
+
+	// The directory replaced: the watch is lost, the next round scans the
+	// new one.
+	if err := os.Rename(msgs, msgs+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(msgs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write("1.blk", "one")
+	round("1.blk", "msgs")
+	if n := s.scans.Load() - scans; n != 1 {
+		t.Errorf("%d scans after the directory was replaced, want 1", n)
+	}
+	write("1.blk", "one+entry")
+	round("1.blk")
 }
