@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pushrelay/pushrelay/heapfloor"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/heapfloor"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"

@@ -9,7 +9,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
 	"github.com/pushrelay/pushrelay/providers"
 	"github.com/pushrelay/pushrelay/providers/apns"
 	"github.com/pushrelay/pushrelay/providers/egress"
