@@ -238,7 +238,7 @@ func TestExplainDoesNotWaitOnATerminal(t *testing.T) {
 	}
 	defer tty.Close()
 	var out bytes.Buffer
-	err = explain([]string{"--config", "unused.yaml"}, tty, &out)
+	err = explainCmd([]string{"--config", "unused.yaml"}, tty, &out)
 	if err == nil || !strings.Contains(err.Error(), "no notification: name a FILE.json or pipe one in") {
 		t.Errorf("got %v", err)
 	}

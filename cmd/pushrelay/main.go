@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/egresscheck"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/explain"
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/heapfloor"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay"
@@ -178,7 +180,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		args = append([]string{"policy explain"}, args[2:]...)
-		err = explain(args[1:], os.Stdin, stdout)
+		err = explainCmd(args[1:], os.Stdin, stdout)
 	case "migrate":
 		err = migrate(args[1:], stdout, stderr)
 	case "bench":
@@ -397,7 +399,7 @@ func check(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintln(stdout)
-	return relay.CheckEgress(ctx, cfg, stdout)
+	return egresscheck.CheckEgress(ctx, cfg, stdout)
 }
 
 // phoneShows says what the phones show under the policy's mode (the
@@ -426,7 +428,7 @@ func phoneShows(c policy.Config) string {
 	}
 }
 
-func explain(args []string, stdin *os.File, stdout io.Writer) error {
+func explainCmd(args []string, stdin *os.File, stdout io.Writer) error {
 	fs := newFlags("policy explain")
 	path := configFlag(fs)
 	if err := parseFlags(fs, args, stdout, explainUsage, 1); err != nil {
@@ -453,7 +455,7 @@ func explain(args []string, stdin *os.File, stdout io.Writer) error {
 	if err := json.NewDecoder(in).Decode(&n); err != nil {
 		return fmt.Errorf("%s: not a send_push notification: %w", name, err)
 	}
-	return relay.Explain(cfg, n, stdout)
+	return explain.Explain(cfg, n, stdout)
 }
 
 // isTerminal reports whether f is a terminal (a character device).
