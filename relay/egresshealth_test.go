@@ -58,7 +58,7 @@ func startEgress(t *testing.T, egressYAML func(sandbox.Credentials) string, apns
 	}
 	r := &egressRig{dir: dir, creds: creds, apnsURL: apnsURL, fcmURL: google.URL()}
 	path := r.write(t, egressYAML(creds))
-	cfg, err := relay.LoadConfig(path)
+	cfg, err := relay.LoadConfig(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ log: {level: info}
 // does.
 func (r *egressRig) reconfigure(t *testing.T, egressYAML string) {
 	t.Helper()
-	cfg, err := relay.LoadConfig(r.write(t, egressYAML))
+	cfg, err := relay.LoadConfig(r.write(t, egressYAML), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

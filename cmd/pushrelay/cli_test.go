@@ -39,7 +39,7 @@ func pushrelay(t *testing.T, dir string, args ...string) (int, string, string) {
 // and exits 0; check lists them all at once, in file order, and exits 1.
 func TestMigrateTheOldProxysShippedSample(t *testing.T) {
 	dir := t.TempDir()
-	sample, err := filepath.Abs("../../relay/testdata/mattermost-push-proxy.sample.json")
+	sample, err := filepath.Abs("internal/migrate/testdata/mattermost-push-proxy.sample.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/egresscheck"
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/explain"
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/heapfloor"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/migrate"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -182,7 +183,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		args = append([]string{"policy explain"}, args[2:]...)
 		err = explainCmd(args[1:], os.Stdin, stdout)
 	case "migrate":
-		err = migrate(args[1:], stdout, stderr)
+		err = migrateCmd(args[1:], stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -327,7 +328,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path := &p
-	cfg, err := relay.LoadConfig(*path)
+	cfg, err := relay.LoadConfig(*path, migrate.Legacy)
 	if err != nil {
 		return noConfigHint(err, *path)
 	}
@@ -351,7 +352,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for {
 		select {
 		case <-hup:
-			next, err := relay.LoadConfig(*path)
+			next, err := relay.LoadConfig(*path, migrate.Legacy)
 			if err == nil {
 				err = srv.Reload(next)
 			}
@@ -383,7 +384,7 @@ func check(args []string, stdout io.Writer) error {
 	}
 	// Every problem at once: keys, values, credentials, secrets and
 	// certificates, without the spool, a listener or a connection.
-	cfg, err := relay.CheckConfig(path)
+	cfg, err := relay.CheckConfig(path, migrate.Legacy)
 	if err != nil {
 		return noConfigHint(err, path)
 	}
@@ -447,7 +448,7 @@ func explainCmd(args []string, stdin *os.File, stdout io.Writer) error {
 		return errors.New("no notification: name a FILE.json or pipe one in " +
 			"(pushrelay policy explain --config pushrelay.yaml notification.json)")
 	}
-	cfg, err := relay.LoadConfig(*path)
+	cfg, err := relay.LoadConfig(*path, migrate.Legacy)
 	if err != nil {
 		return err
 	}
@@ -479,7 +480,7 @@ func termWidth(out io.Writer) int {
 	return 0
 }
 
-func migrate(args []string, stdout, stderr io.Writer) error {
+func migrateCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("migrate")
 	if err := parseFlags(fs, args, stdout, migrateUsage, 1); err != nil {
 		return err
@@ -491,7 +492,7 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out, mapped, err := relay.MigrateFile(fs.Arg(0), data, os.LookupEnv)
+	out, mapped, err := migrate.MigrateFile(fs.Arg(0), data, os.LookupEnv)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
