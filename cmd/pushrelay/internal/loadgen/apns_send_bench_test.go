@@ -1,4 +1,4 @@
-package apns_test
+package loadgen_test
 
 import (
 	"bytes"
@@ -17,12 +17,12 @@ import (
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
-// BenchmarkSend posts a Mattermost message push to the APNs look-alike over
+// BenchmarkSendAPNs posts a Mattermost message push to the APNs look-alike over
 // HTTP/2 and TLS on loopback from about 32 goroutines: "provider" through
 // Provider.Send, "direct" as the same request from a bare HTTP/2 client.
 // The ratio of their ns/op is the relay-side cost of a send; both count
 // the look-alike's own allocations too.
-func BenchmarkSend(b *testing.B) {
+func BenchmarkSendAPNs(b *testing.B) {
 	s := sandbox.NewAPNs()
 	b.Cleanup(s.Close)
 	creds, err := sandbox.WriteCredentials(b.TempDir(), s, nil)
