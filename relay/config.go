@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -100,6 +99,20 @@ type AppConfig struct {
 	Upstream *upstream.Config `yaml:"upstream"`
 }
 
+// Kind names the app's provider: "apns", "fcm" or "upstream" (a metric
+// label), or "" when none is configured.
+func (a AppConfig) Kind() string {
+	switch {
+	case a.APNs != nil:
+		return "apns"
+	case a.FCM != nil:
+		return "fcm"
+	case a.Upstream != nil:
+		return "upstream"
+	}
+	return ""
+}
+
 // DeliveryConfig bounds each upstream attempt and the spool's redelivery.
 type DeliveryConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
@@ -176,10 +189,10 @@ func configError(path string, old, unread bool, probs Problems) error {
 // without opening the spool, a listener or a connection. It reports every
 // problem at once, in file order, where LoadConfig would stop before the
 // credentials.
-func CheckConfig(path string, legacy Legacy) (*Config, error) {
+func CheckConfig(path string, legacy Legacy, build Providers) (*Config, error) {
 	cfg, probs, old := loadConfig(path, legacy, os.LookupEnv, os.Environ())
 	if cfg != nil {
-		probs = append(probs, checkCredentials(cfg, probs)...)
+		probs = append(probs, checkCredentials(cfg, build, probs)...)
 		probs.sort()
 	}
 	if len(probs) > 0 {
@@ -764,7 +777,7 @@ func CheckAddr(addr string) error {
 // checkCredentials loads what each part of cfg names that has no problem
 // yet (probs): each app's provider credentials, the shared secrets, the TLS
 // certificates, as the relay would at startup. Each error names its key.
-func checkCredentials(cfg *Config, probs Problems) Problems {
+func checkCredentials(cfg *Config, build Providers, probs Problems) Problems {
 	has := func(prefix string) bool {
 		return slices.ContainsFunc(probs, func(p Problem) bool {
 			// The key part of the message: "apps[0].apns.topic", or for the
@@ -806,13 +819,8 @@ func checkCredentials(cfg *Config, probs Problems) Problems {
 				}
 				var p any
 				var err error
-				switch {
-				case a.APNs != nil:
-					p, err = apns.New(*a.APNs, eg)
-				case a.FCM != nil:
-					p, err = fcm.New(context.Background(), *a.FCM, eg)
-				case a.Upstream != nil:
-					p, err = upstream.New(*a.Upstream, eg)
+				if a.Kind() != "" && build != nil {
+					p, err = build(a, eg)
 				}
 				if err != nil {
 					add(key, fmt.Errorf("%s.%w", key, err))

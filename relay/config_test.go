@@ -124,7 +124,7 @@ log: {format: xml}
 	if cfg == nil {
 		t.Fatal("no configuration to check further")
 	}
-	probs = append(probs, checkCredentials(cfg, probs)...)
+	probs = append(probs, checkCredentials(cfg, testProviders, probs)...)
 	probs.sort()
 	want := []string{
 		"tls: cert_file and key_file go together",

@@ -63,7 +63,7 @@ func startEgress(t *testing.T, egressYAML func(sandbox.Credentials) string, apns
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := relay.NewServer(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	srv, err := relay.NewServer(cfg, relay.TestProviders, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		t.Fatal(err)
 	}

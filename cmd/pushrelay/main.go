@@ -37,6 +37,7 @@ import (
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/explain"
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/heapfloor"
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/migrate"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/wiring"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -339,7 +340,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := relay.NewServer(cfg, log)
+	srv, err := relay.NewServer(cfg, wiring.Providers, log)
 	if err != nil {
 		return err
 	}
@@ -384,7 +385,7 @@ func check(args []string, stdout io.Writer) error {
 	}
 	// Every problem at once: keys, values, credentials, secrets and
 	// certificates, without the spool, a listener or a connection.
-	cfg, err := relay.CheckConfig(path, migrate.Legacy)
+	cfg, err := relay.CheckConfig(path, migrate.Legacy, wiring.Providers)
 	if err != nil {
 		return noConfigHint(err, path)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/wiring"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/providers/apns"
 	"github.com/pushrelay/pushrelay/providers/fcm"
@@ -134,7 +135,7 @@ func Run(ctx context.Context, out io.Writer, opt Options) error {
 		return fmt.Errorf("demo config: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := relay.NewServer(&cfg, logger)
+	srv, err := relay.NewServer(&cfg, wiring.Providers, logger)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/migrate"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/wiring"
 	"github.com/pushrelay/pushrelay/providers/sandbox"
 	"github.com/pushrelay/pushrelay/relay"
 )
@@ -294,7 +295,7 @@ func TestServeTheOldConfigDirectly(t *testing.T) {
 	cfg.Apps[0].APNs.Endpoint, cfg.Apps[1].FCM.Endpoint = apple.URL(), google.URL()
 
 	logs := &syncBuffer{}
-	srv, err := relay.NewServer(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	srv, err := relay.NewServer(cfg, wiring.Providers, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
