@@ -1,6 +1,11 @@
 // Package providers defines what every push provider (APNs, FCM, an upstream
 // push proxy) looks like to the relay: one Send that classifies its outcome.
 // Retries, spooling and metrics live once, in the relay, not in providers.
+//
+// It owns the Provider interface, the outcome classification and the
+// errors every provider shares. Imports: relay/wire only. No provider
+// package knows of ingress, the policy or the spool; each imports only
+// providers, providers/egress, providers/jsonobject and relay/wire.
 package providers
 
 import (

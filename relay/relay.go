@@ -1,6 +1,15 @@
 // Package relay is pushrelay's pipeline: the ingress HTTP server that speaks
 // Mattermost's push-proxy API, the configuration, and the one straight data
 // path decode -> authorize -> validate -> policy -> route -> send -> answer.
+//
+// It owns ingress, authorization, limits, the data path, acks, config and
+// metrics. It never builds a provider: cmd/pushrelay hands NewServer a
+// Providers function. It imports policy, providers (the interface),
+// providers/egress, relay/spool and relay/wire; config.go alone imports
+// providers/apns, fcm and upstream, for their YAML types (apps[].apns,
+// .fcm, .upstream), whose strict decoding and validation, each error
+// naming its key, live with each provider. It never imports
+// providers/sandbox or anything under cmd.
 package relay
 
 import (

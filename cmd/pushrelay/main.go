@@ -14,6 +14,12 @@
 //	pushrelay version                 print the version
 //
 // Every subcommand takes --help.
+//
+// Layout: this package parses the subcommands and wires the parts: it builds the
+// providers (internal/wiring) and hands them to relay, and calls the packages
+// under internal/ for what only the command does (demo, bench, migrate,
+// policy explain, check --egress). Built with -tags nodemo it links no
+// look-alike (providers/sandbox).
 package main
 
 import (

@@ -2,6 +2,9 @@
 // Mattermost's send_push API: Mattermost's hosted push service (for the App
 // Store and Play Store apps, whose keys only Mattermost holds) or an inner
 // proxy. What it forwards is the policy's output, like every provider.
+//
+// Imports: providers, providers/egress and relay/wire; nothing of ingress,
+// the policy or the spool.
 package upstream
 
 import (

@@ -3,6 +3,10 @@
 // and FCM, and a set of notifications shaped like the Mattermost server's.
 // It prints, side by side, what Mattermost sent and what reached Apple or
 // Google under the default policy.
+//
+// It belongs to the command (pushrelay demo) and may import relay, policy,
+// the providers and providers/sandbox; nothing but cmd/pushrelay imports it,
+// and the nodemo build leaves it out.
 package demo
 
 import (
