@@ -188,7 +188,8 @@ func configError(path string, old, unread bool, probs Problems) error {
 // certificate the configuration names, as the relay would at startup,
 // without opening the spool, a listener or a connection. It reports every
 // problem at once, in file order, where LoadConfig would stop before the
-// credentials.
+// credentials. legacy is LoadConfig's; build makes each app's provider, as
+// it does for NewServer, to load its credentials (nil loads none).
 func CheckConfig(path string, legacy Legacy, build Providers) (*Config, error) {
 	cfg, probs, old := loadConfig(path, legacy, os.LookupEnv, os.Environ())
 	if cfg != nil {
