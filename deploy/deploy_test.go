@@ -24,6 +24,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pushrelay/pushrelay/providers"
+	"github.com/pushrelay/pushrelay/providers/egress"
 	"github.com/pushrelay/pushrelay/providers/upstream"
 	"github.com/pushrelay/pushrelay/relay"
 )
@@ -126,7 +128,12 @@ func scrapeRelay(t *testing.T) []string {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := relay.NewServer(&cfg, slog.New(slog.DiscardHandler))
+	// Its one app is an upstream push proxy: the test builds that provider
+	// as cmd/pushrelay would.
+	build := func(a relay.AppConfig, eg *egress.Egress) (providers.Provider, error) {
+		return upstream.New(*a.Upstream, eg)
+	}
+	srv, err := relay.NewServer(&cfg, build, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 // Package policy strips post metadata from Mattermost notifications before
 // they leave for Apple or Google. It is pure code: no network, no globals.
 // The only road from a request to a provider goes through Policy.Apply.
+//
+// Imports: relay/wire only; no network code, nothing of relay or providers.
 package policy
 
 import (

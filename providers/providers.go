@@ -1,6 +1,11 @@
 // Package providers defines what every push provider (APNs, FCM, an upstream
 // push proxy) looks like to the relay: one Send that classifies its outcome.
 // Retries, spooling and metrics live once, in the relay, not in providers.
+//
+// It owns the Provider interface, the outcome classification and the
+// errors every provider shares. Imports: relay/wire only. No provider
+// package knows of ingress, the policy or the spool; each imports only
+// providers, providers/egress, providers/jsonobject and relay/wire.
 package providers
 
 import (
@@ -156,3 +161,18 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// AckError is why forwarding a delivery receipt failed. Reason is a fixed
+// vocabulary, safe for a metric label (ack_timeout, ack_transport,
+// ack_egress_denied, ack_http_4xx, ack_http_5xx or ack_other); the relay
+// counts it under that reason.
+type AckError struct {
+	Reason string
+	Err    error
+}
+
+// Error says what failed; it names the host, never a URL path.
+func (e *AckError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *AckError) Unwrap() error { return e.Err }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/pushrelay/pushrelay/providers/upstream"
+	"github.com/pushrelay/pushrelay/providers"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
@@ -101,7 +101,7 @@ func (r *Relay) forwardAck(a *app, fwd acker, ack wire.Ack, timeout time.Duratio
 		defer cancel()
 		if err := fwd.Ack(ctx, ack); err != nil {
 			reason := "ack_other"
-			if ae, ok := errors.AsType[*upstream.AckError](err); ok {
+			if ae, ok := errors.AsType[*providers.AckError](err); ok {
 				reason = ae.Reason
 			}
 			r.metrics.providerErrors.WithLabelValues(a.provider, reason).Inc()

@@ -305,7 +305,7 @@ func TestReloadSwapsSecretsAndCertificates(t *testing.T) {
 		os.WriteFile(dst, b, 0o600)
 	}
 	os.WriteFile(secrets, []byte(newSecret+"\n"), 0o600)
-	cfg, err := relay.LoadConfig(h.path)
+	cfg, err := relay.LoadConfig(h.path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestReloadSwapsSecretsAndCertificates(t *testing.T) {
 	}
 
 	os.WriteFile(secrets, []byte("short\n"), 0o600)
-	cfg, _ = relay.LoadConfig(h.path)
+	cfg, _ = relay.LoadConfig(h.path, nil)
 	if err := h.srv.Reload(cfg); err == nil || !strings.Contains(err.Error(), "auth.secrets_file: line 1") {
 		t.Errorf("a bad secrets file: %v", err)
 	}

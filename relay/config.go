@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -100,6 +99,20 @@ type AppConfig struct {
 	Upstream *upstream.Config `yaml:"upstream"`
 }
 
+// Kind names the app's provider: "apns", "fcm" or "upstream" (a metric
+// label), or "" when none is configured.
+func (a AppConfig) Kind() string {
+	switch {
+	case a.APNs != nil:
+		return "apns"
+	case a.FCM != nil:
+		return "fcm"
+	case a.Upstream != nil:
+		return "upstream"
+	}
+	return ""
+}
+
 // DeliveryConfig bounds each upstream attempt and the spool's redelivery.
 type DeliveryConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
@@ -146,12 +159,12 @@ func Defaults() Config {
 // is a Problems listing every problem found, in file order, each naming
 // its key.
 //
-// The file may also be mattermost-push-proxy's config.json: it is converted
-// with MigrateFile (the proxy's HTTPS_PROXY read from the environment), and
-// Config.Migrated says what each of its keys became; errors name the old
-// file's JSON keys.
-func LoadConfig(path string) (*Config, error) {
-	cfg, probs, old := loadConfig(path, os.LookupEnv, os.Environ())
+// The file may also be of the format legacy (nil for none) converts, as
+// mattermost-push-proxy's config.json is by cmd/pushrelay's migrate (the
+// proxy's HTTPS_PROXY read from the environment): Config.Migrated then says
+// what each of its keys became, and errors name the old file's keys.
+func LoadConfig(path string, legacy Legacy) (*Config, error) {
+	cfg, probs, old := loadConfig(path, legacy, os.LookupEnv, os.Environ())
 	if len(probs) > 0 {
 		return nil, configError(path, old, cfg == nil, probs)
 	}
@@ -175,11 +188,12 @@ func configError(path string, old, unread bool, probs Problems) error {
 // certificate the configuration names, as the relay would at startup,
 // without opening the spool, a listener or a connection. It reports every
 // problem at once, in file order, where LoadConfig would stop before the
-// credentials.
-func CheckConfig(path string) (*Config, error) {
-	cfg, probs, old := loadConfig(path, os.LookupEnv, os.Environ())
+// credentials. legacy is LoadConfig's; build makes each app's provider, as
+// it does for NewServer, to load its credentials (nil loads none).
+func CheckConfig(path string, legacy Legacy, build Providers) (*Config, error) {
+	cfg, probs, old := loadConfig(path, legacy, os.LookupEnv, os.Environ())
 	if cfg != nil {
-		probs = append(probs, checkCredentials(cfg, probs)...)
+		probs = append(probs, checkCredentials(cfg, build, probs)...)
 		probs.sort()
 	}
 	if len(probs) > 0 {
@@ -239,8 +253,24 @@ func (p Problems) sort() {
 // envNotKeys are PUSHRELAY_* variables that are not configuration keys.
 var envNotKeys = []string{"PUSHRELAY_CONFIG", "PUSHRELAY_BENCH_LOOKALIKES", "PUSHRELAY_HELM"}
 
-// loadConfig is LoadConfig; old says the file was the old proxy's.
-func loadConfig(path string, lookupEnv func(string) (string, bool), environ []string) (cfg *Config, probs Problems, old bool) {
+// Legacy converts a configuration file of another format into pushrelay
+// YAML as it is loaded: cmd/pushrelay passes the one for
+// mattermost-push-proxy's config.json (its internal/migrate). It returns
+// nil and no error when data is not of its format, and an error naming the
+// old key at fault when it is but cannot be read. path is the file's, for
+// making its relative paths absolute; lookupEnv stands in for the
+// environment.
+type Legacy func(data []byte, path string, lookupEnv func(string) (string, bool)) (*Converted, error)
+
+// Converted is a configuration a Legacy converted.
+type Converted struct {
+	YAML    []byte            // the pushrelay YAML it became
+	Notes   []string          // what each old key became (Config.Migrated)
+	Sources map[string]string // for a YAML key, the old key it came from, so that errors name that one
+}
+
+// loadConfig is LoadConfig; old says the file was of legacy's format.
+func loadConfig(path string, legacy Legacy, lookupEnv func(string) (string, bool), environ []string) (cfg *Config, probs Problems, old bool) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Problems{{Err: err}}, false
@@ -257,17 +287,19 @@ func loadConfig(path string, lookupEnv func(string) (string, bool), environ []st
 		}
 		probs = append(probs, Problem{Err: fmt.Errorf("%s: this environment variable names no configuration key%s", name, hint)})
 	}
-	if IsOldProxyConfig(data) {
-		mig, err := migrateConfig(data, oldProxyDir(path), lookupEnv)
+	if legacy != nil {
+		mig, err := legacy(data, path, lookupEnv)
 		if err != nil {
 			return nil, append(Problems{{Err: err}}, probs...), true
 		}
-		cfg, more := parse(mig.yaml, "", lookupEnv)
-		for i := range more {
-			more[i].Err = oldKeyError(more[i].Err, mig.sources)
+		if mig != nil {
+			cfg, more := parse(mig.YAML, "", lookupEnv)
+			for i := range more {
+				more[i].Err = oldKeyError(more[i].Err, mig.Sources)
+			}
+			cfg.Migrated = mig.Notes
+			return cfg, append(more, probs...), true
 		}
-		cfg.Migrated = mig.notes
-		return cfg, append(more, probs...), true
 	}
 	cfg, more := parse(data, filepath.Dir(path), lookupEnv)
 	return cfg, append(more, probs...), false
@@ -597,11 +629,11 @@ var appleID = regexp.MustCompile(`^[A-Z0-9]{10}$`)
 func (c *Config) problems() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if err := checkAddr(c.Listen); err != nil {
+	if err := CheckAddr(c.Listen); err != nil {
 		add("listen: %v", err)
 	}
 	if c.Metrics.Listen != "" {
-		if err := checkAddr(c.Metrics.Listen); err != nil {
+		if err := CheckAddr(c.Metrics.Listen); err != nil {
 			add("metrics.listen: %v", err)
 		}
 	}
@@ -727,7 +759,9 @@ func (c *Config) problems() []error {
 	return errs
 }
 
-func checkAddr(addr string) error {
+// CheckAddr reports whether addr is a host:port to listen on (the host may
+// be empty), saying what is wrong with it if not.
+func CheckAddr(addr string) error {
 	if addr == "" {
 		return errors.New("required (host:port, e.g. \":8066\")")
 	}
@@ -744,7 +778,7 @@ func checkAddr(addr string) error {
 // checkCredentials loads what each part of cfg names that has no problem
 // yet (probs): each app's provider credentials, the shared secrets, the TLS
 // certificates, as the relay would at startup. Each error names its key.
-func checkCredentials(cfg *Config, probs Problems) Problems {
+func checkCredentials(cfg *Config, build Providers, probs Problems) Problems {
 	has := func(prefix string) bool {
 		return slices.ContainsFunc(probs, func(p Problem) bool {
 			// The key part of the message: "apps[0].apns.topic", or for the
@@ -786,13 +820,8 @@ func checkCredentials(cfg *Config, probs Problems) Problems {
 				}
 				var p any
 				var err error
-				switch {
-				case a.APNs != nil:
-					p, err = apns.New(*a.APNs, eg)
-				case a.FCM != nil:
-					p, err = fcm.New(context.Background(), *a.FCM, eg)
-				case a.Upstream != nil:
-					p, err = upstream.New(*a.Upstream, eg)
+				if a.Kind() != "" && build != nil {
+					p, err = build(a, eg)
 				}
 				if err != nil {
 					add(key, fmt.Errorf("%s.%w", key, err))

@@ -120,11 +120,11 @@ log: {format: xml}
 		t.Fatal(err)
 	}
 	environ := []string{"PUSHRELAY_EGRES_PROXY=http://p:3128", "PUSHRELAY_CONFIG=x", "PUSHRELAY_LOG_LEVEL=info", "HOME=/root"}
-	cfg, probs, _ := loadConfig(path, func(k string) (string, bool) { return "", false }, environ)
+	cfg, probs, _ := loadConfig(path, nil, func(k string) (string, bool) { return "", false }, environ)
 	if cfg == nil {
 		t.Fatal("no configuration to check further")
 	}
-	probs = append(probs, checkCredentials(cfg, probs)...)
+	probs = append(probs, checkCredentials(cfg, testProviders, probs)...)
 	probs.sort()
 	want := []string{
 		"tls: cert_file and key_file go together",
@@ -158,7 +158,7 @@ func TestLoadConfigPathsRelativeToTheFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(minimalYAML+"spool: {dir: spool}\nauth: {secrets_file: /etc/pushrelay/secrets}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, probs, _ := loadConfig(path, nil, nil)
+	cfg, probs, _ := loadConfig(path, nil, nil, nil)
 	if len(probs) > 0 {
 		t.Fatal(probs)
 	}

@@ -77,12 +77,12 @@ apps:
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := relay.LoadConfig(path)
+	cfg, err := relay.LoadConfig(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := relay.NewServer(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	srv, err := relay.NewServer(cfg, relay.TestProviders, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +91,21 @@ apps:
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
 	return &harness{t: t, logs: logs, apple: apple, google: google, srv: srv, url: "http://" + srv.Addr(), path: path}
+}
+
+// scrape returns the relay's /metrics in the text format.
+func (h *harness) scrape() string {
+	h.t.Helper()
+	resp, err := http.Get("http://" + h.srv.MetricsAddr() + "/metrics")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(body)
 }
 
 // syncBuffer collects log output written from many goroutines.

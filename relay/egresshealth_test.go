@@ -58,12 +58,12 @@ func startEgress(t *testing.T, egressYAML func(sandbox.Credentials) string, apns
 	}
 	r := &egressRig{dir: dir, creds: creds, apnsURL: apnsURL, fcmURL: google.URL()}
 	path := r.write(t, egressYAML(creds))
-	cfg, err := relay.LoadConfig(path)
+	cfg, err := relay.LoadConfig(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := relay.NewServer(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	srv, err := relay.NewServer(cfg, relay.TestProviders, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ log: {level: info}
 // does.
 func (r *egressRig) reconfigure(t *testing.T, egressYAML string) {
 	t.Helper()
-	cfg, err := relay.LoadConfig(r.write(t, egressYAML))
+	cfg, err := relay.LoadConfig(r.write(t, egressYAML), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,15 @@
 // Package relay is pushrelay's pipeline: the ingress HTTP server that speaks
 // Mattermost's push-proxy API, the configuration, and the one straight data
 // path decode -> authorize -> validate -> policy -> route -> send -> answer.
+//
+// It owns ingress, authorization, limits, the data path, acks, config and
+// metrics. It never builds a provider: cmd/pushrelay hands NewServer a
+// Providers function. It imports policy, providers (the interface),
+// providers/egress, relay/spool and relay/wire; config.go alone imports
+// providers/apns, fcm and upstream, for their YAML types (apps[].apns,
+// .fcm, .upstream), whose strict decoding and validation, each error
+// naming its key, live with each provider. It never imports
+// providers/sandbox or anything under cmd.
 package relay
 
 import (
@@ -14,10 +23,7 @@ import (
 
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/providers"
-	"github.com/pushrelay/pushrelay/providers/apns"
 	"github.com/pushrelay/pushrelay/providers/egress"
-	"github.com/pushrelay/pushrelay/providers/fcm"
-	"github.com/pushrelay/pushrelay/providers/upstream"
 	"github.com/pushrelay/pushrelay/relay/spool"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
@@ -37,7 +43,15 @@ type Relay struct {
 	acks       *ackForwarder // acks on their way to upstream push proxies
 	dead       *deadTokens   // device tokens a redelivery found dead: answered REMOVE at once
 	shared     sharedDead    // the same, shared through the spool
+	providers  Providers     // builds each app's provider, at start and on reload
 }
+
+// Providers builds the provider of one configured app, sending through the
+// egress path eg. cmd/pushrelay passes the one that knows APNs, FCM and
+// upstream push proxies; the relay never names a provider itself. Its
+// error names the key at fault below the app (e.g. "apns.topic: ..."):
+// the relay prefixes the app's key.
+type Providers func(app AppConfig, eg *egress.Egress) (providers.Provider, error)
 
 // state is everything a reload replaces at once.
 type state struct {
@@ -59,8 +73,8 @@ type app struct {
 	egress egressHealth
 }
 
-func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
-	r := &Relay{metrics: m, log: log, audit: slog.LevelDebug,
+func newRelay(cfg *Config, build Providers, m *metrics, log *slog.Logger) (*Relay, error) {
+	r := &Relay{metrics: m, log: log, audit: slog.LevelDebug, providers: build,
 		maxAge: cfg.Spool.MaxAge, firstRetry: cfg.Delivery.Backoff.Initial,
 		sent: newSentLog(sentLogSize, cfg.Spool.MaxAge), acks: newAckForwarder(),
 		dead: newDeadTokens(cfg.Spool.MaxAge, maxDeadTokens)}
@@ -79,6 +93,9 @@ func newRelay(cfg *Config, m *metrics, log *slog.Logger) (*Relay, error) {
 // build makes a new state from cfg: policy, egress and one provider per app.
 // Errors name the config key at fault.
 func (r *Relay) build(cfg *Config) (*state, error) {
+	if r.providers == nil {
+		return nil, errors.New("relay: no Providers to build the apps' providers with")
+	}
 	pol, err := policy.New(cfg.Policy)
 	if err != nil {
 		return nil, err
@@ -103,27 +120,17 @@ func (r *Relay) build(cfg *Config) (*state, error) {
 				ap.breaker = prev.breaker
 			}
 		}
-		switch {
-		case a.APNs != nil:
-			p, err := apns.New(*a.APNs, eg)
-			if err != nil {
-				return nil, fmt.Errorf("apps[%d].%w", i, err)
-			}
-			ap.provider, ap.send, ap.certExpiry = "apns", p, p.CertExpiry()
-		case a.FCM != nil:
-			p, err := fcm.New(context.Background(), *a.FCM, eg)
-			if err != nil {
-				return nil, fmt.Errorf("apps[%d].%w", i, err)
-			}
-			ap.provider, ap.send = "fcm", p
-		case a.Upstream != nil:
-			p, err := upstream.New(*a.Upstream, eg)
-			if err != nil {
-				return nil, fmt.Errorf("apps[%d].%w", i, err)
-			}
-			ap.provider, ap.send = "upstream", p
-		default:
+		ap.provider = a.Kind()
+		if ap.provider == "" {
 			return nil, fmt.Errorf("apps[%d]: no provider configured", i)
+		}
+		p, err := r.providers(a, eg)
+		if err != nil {
+			return nil, fmt.Errorf("apps[%d].%w", i, err)
+		}
+		ap.send = p
+		if c, ok := p.(interface{ CertExpiry() time.Time }); ok {
+			ap.certExpiry = c.CertExpiry()
 		}
 		if a.Platform == "*" {
 			st.wildcard = ap

@@ -51,16 +51,17 @@ type Server struct {
 	wg                   sync.WaitGroup
 }
 
-// NewServer builds a relay from cfg: policy, egress, one provider per app.
-// It reads credential files but opens no connection and no listener.
-func NewServer(cfg *Config, log *slog.Logger) (*Server, error) {
+// NewServer builds a relay from cfg: policy, egress, and one provider per
+// app, each made by build (again on every Reload). It reads credential
+// files but opens no connection and no listener.
+func NewServer(cfg *Config, build Providers, log *slog.Logger) (*Server, error) {
 	m := newMetrics(Version, cfg.Metrics.LegacyNames)
 	if len(cfg.Migrated) > 0 {
 		log.Info("configuration converted from a mattermost-push-proxy config.json (pushrelay migrate prints it as YAML)",
 			"mapped", cfg.Migrated)
 	}
 	// Credentials first: a bad key file should not leave a spool behind.
-	r, err := newRelay(cfg, m, log)
+	r, err := newRelay(cfg, build, m, log)
 	if err != nil {
 		return nil, err
 	}
@@ -158,11 +159,11 @@ func serverTLS(c TLSConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// Check loads everything cfg names (provider credentials, secrets, TLS
-// certificates) as NewServer would, without opening the spool, a listener
-// or a connection. Errors name the key at fault.
-func Check(cfg *Config) error {
-	r := &Relay{metrics: newMetrics(Version, cfg.Metrics.LegacyNames), log: slog.New(slog.DiscardHandler)}
+// Check loads everything cfg names (provider credentials through build,
+// secrets, TLS certificates) as NewServer would, without opening the spool,
+// a listener or a connection. Errors name the key at fault.
+func Check(cfg *Config, build Providers) error {
+	r := &Relay{metrics: newMetrics(Version, cfg.Metrics.LegacyNames), log: slog.New(slog.DiscardHandler), providers: build}
 	if _, err := r.build(cfg); err != nil {
 		return err
 	}

@@ -92,7 +92,7 @@ func TestTLSIngressWithClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Apps = parsed.Apps
-	srv, err := relay.NewServer(&cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := relay.NewServer(&cfg, relay.TestProviders, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

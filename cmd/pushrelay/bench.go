@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
 )
 
 // bench wires `pushrelay bench` to the load generator.

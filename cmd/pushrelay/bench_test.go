@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
 )
 
 func TestBenchRefusesBadFlags(t *testing.T) {

@@ -14,6 +14,12 @@
 //	pushrelay version                 print the version
 //
 // Every subcommand takes --help.
+//
+// Layout: this package parses the subcommands and wires the parts: it builds the
+// providers (internal/wiring) and hands them to relay, and calls the packages
+// under internal/ for what only the command does (demo, bench, migrate,
+// policy explain, check --egress). Built with -tags nodemo it links no
+// look-alike (providers/sandbox).
 package main
 
 import (
@@ -33,7 +39,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pushrelay/pushrelay/heapfloor"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/egresscheck"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/explain"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/heapfloor"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/migrate"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/wiring"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
@@ -178,9 +188,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		args = append([]string{"policy explain"}, args[2:]...)
-		err = explain(args[1:], os.Stdin, stdout)
+		err = explainCmd(args[1:], os.Stdin, stdout)
 	case "migrate":
-		err = migrate(args[1:], stdout, stderr)
+		err = migrateCmd(args[1:], stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -325,7 +335,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	path := &p
-	cfg, err := relay.LoadConfig(*path)
+	cfg, err := relay.LoadConfig(*path, migrate.Legacy)
 	if err != nil {
 		return noConfigHint(err, *path)
 	}
@@ -336,7 +346,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := relay.NewServer(cfg, log)
+	srv, err := relay.NewServer(cfg, wiring.Providers, log)
 	if err != nil {
 		return err
 	}
@@ -349,7 +359,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for {
 		select {
 		case <-hup:
-			next, err := relay.LoadConfig(*path)
+			next, err := relay.LoadConfig(*path, migrate.Legacy)
 			if err == nil {
 				err = srv.Reload(next)
 			}
@@ -381,7 +391,7 @@ func check(args []string, stdout io.Writer) error {
 	}
 	// Every problem at once: keys, values, credentials, secrets and
 	// certificates, without the spool, a listener or a connection.
-	cfg, err := relay.CheckConfig(path)
+	cfg, err := relay.CheckConfig(path, migrate.Legacy, wiring.Providers)
 	if err != nil {
 		return noConfigHint(err, path)
 	}
@@ -397,7 +407,7 @@ func check(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintln(stdout)
-	return relay.CheckEgress(ctx, cfg, stdout)
+	return egresscheck.CheckEgress(ctx, cfg, stdout)
 }
 
 // phoneShows says what the phones show under the policy's mode (the
@@ -426,7 +436,7 @@ func phoneShows(c policy.Config) string {
 	}
 }
 
-func explain(args []string, stdin *os.File, stdout io.Writer) error {
+func explainCmd(args []string, stdin *os.File, stdout io.Writer) error {
 	fs := newFlags("policy explain")
 	path := configFlag(fs)
 	if err := parseFlags(fs, args, stdout, explainUsage, 1); err != nil {
@@ -445,7 +455,7 @@ func explain(args []string, stdin *os.File, stdout io.Writer) error {
 		return errors.New("no notification: name a FILE.json or pipe one in " +
 			"(pushrelay policy explain --config pushrelay.yaml notification.json)")
 	}
-	cfg, err := relay.LoadConfig(*path)
+	cfg, err := relay.LoadConfig(*path, migrate.Legacy)
 	if err != nil {
 		return err
 	}
@@ -453,7 +463,7 @@ func explain(args []string, stdin *os.File, stdout io.Writer) error {
 	if err := json.NewDecoder(in).Decode(&n); err != nil {
 		return fmt.Errorf("%s: not a send_push notification: %w", name, err)
 	}
-	return relay.Explain(cfg, n, stdout)
+	return explain.Explain(cfg, n, stdout)
 }
 
 // isTerminal reports whether f is a terminal (a character device).
@@ -477,7 +487,7 @@ func termWidth(out io.Writer) int {
 	return 0
 }
 
-func migrate(args []string, stdout, stderr io.Writer) error {
+func migrateCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("migrate")
 	if err := parseFlags(fs, args, stdout, migrateUsage, 1); err != nil {
 		return err
@@ -489,7 +499,7 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out, mapped, err := relay.MigrateFile(fs.Arg(0), data, os.LookupEnv)
+	out, mapped, err := migrate.MigrateFile(fs.Arg(0), data, os.LookupEnv)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}

@@ -8,8 +8,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/pushrelay/pushrelay/demo"
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/demo"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
 )
 
 // The demo, bench and the look-alikes they run are in every build but the

@@ -3,6 +3,8 @@
 // address, extra trusted roots, and a host allowlist enforced before any
 // connection is made. Probe checks that path host by host, step by step,
 // for `pushrelay check --egress`, and WriteReport prints what it found.
+//
+// It knows no provider: it imports nothing of ours.
 package egress
 
 import (

@@ -6,6 +6,9 @@
 // it, encoded once, straight into the request body; the request and the
 // classification of Google's answer are the provider's own. Each Send is
 // one attempt: retries live once, in the relay's spool.
+//
+// Imports: providers, providers/egress, providers/jsonobject and relay/wire;
+// nothing of ingress, the policy or the spool.
 package fcm
 
 import (

@@ -5,6 +5,8 @@
 // (the reference JSON v2 implementation) quotes them: invalid UTF-8 as
 // U+FFFD, as encoding/json writes it, and nothing else escaped but '"',
 // '\\' and control characters.
+//
+// It imports nothing of ours.
 package jsonobject
 
 import (

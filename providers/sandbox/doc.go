@@ -19,4 +19,8 @@
 // All sandboxes of a process share one freshly generated, self-signed
 // certificate valid for 127.0.0.1, ::1 and localhost; CertPEM returns it.
 // Everything here is safe for concurrent use.
+//
+// Production paths never link it: cmd/pushrelay's demo and bench use it,
+// and the nodemo build leaves them out. It imports nothing of relay or
+// policy.
 package sandbox

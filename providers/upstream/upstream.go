@@ -2,6 +2,9 @@
 // Mattermost's send_push API: Mattermost's hosted push service (for the App
 // Store and Play Store apps, whose keys only Mattermost holds) or an inner
 // proxy. What it forwards is the policy's output, like every provider.
+//
+// Imports: providers, providers/egress and relay/wire; nothing of ingress,
+// the policy or the spool.
 package upstream
 
 import (
@@ -126,19 +129,10 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	return providers.Permanent("bad_answer", fmt.Errorf("upstream %s: unknown status %q", p.host, answer.Status))
 }
 
-// AckError is why Ack failed. Reason is a fixed vocabulary, safe for a
-// metric label: ack_timeout, ack_transport, ack_egress_denied, ack_http_4xx,
-// ack_http_5xx or ack_other.
-type AckError struct {
-	Reason string
-	Err    error
-}
-
-// Error says what failed; it names the push proxy's host, never a URL path.
-func (e *AckError) Error() string { return e.Err.Error() }
-
-// Unwrap returns the underlying error.
-func (e *AckError) Unwrap() error { return e.Err }
+// AckError is why Ack failed: a providers.AckError, whose Reason is one of
+// ack_timeout, ack_transport, ack_egress_denied, ack_http_4xx, ack_http_5xx
+// or ack_other.
+type AckError = providers.AckError
 
 // Ack forwards a mobile app's delivery receipt to the push proxy's
 // /api/v1/ack, so that its delivery accounting sees the notifications it

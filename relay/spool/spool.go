@@ -37,6 +37,9 @@
 // What it stores is the policy's output: nothing unstripped reaches the
 // disk. What it logs is the app, the attempt and the device token only as
 // wire.TokenHash, never content.
+//
+// It stores and never sends: it imports relay/wire only, never a provider;
+// relay hands it the function that delivers.
 package spool
 
 import (

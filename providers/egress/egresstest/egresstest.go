@@ -5,6 +5,8 @@
 // tunnels to loopback addresses only (anything else is refused, so a test
 // can never reach out), and record every request: the client's source
 // address, the target, and whether the tunnel was opened.
+//
+// For tests only; it imports nothing of ours.
 package egresstest
 
 import (

@@ -1,4 +1,4 @@
-package relay
+package egresscheck
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/pushrelay/pushrelay/providers/apns"
 	"github.com/pushrelay/pushrelay/providers/egress"
 	"github.com/pushrelay/pushrelay/providers/fcm"
+	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
@@ -33,8 +34,8 @@ var zeroToken = strings.Repeat("0", 64)
 // writes the report for the network team to w (a table of host, port,
 // path, result and what to open, then every step) and returns an error
 // naming each host that failed. Nothing it writes holds a secret.
-func CheckEgress(ctx context.Context, cfg *Config, w io.Writer) error {
-	hosts, err := AppHosts(cfg)
+func CheckEgress(ctx context.Context, cfg *relay.Config, w io.Writer) error {
+	hosts, err := relay.AppHosts(cfg)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func CheckEgress(ctx context.Context, cfg *Config, w io.Writer) error {
 
 // egressTargets lists the host:port each app connects to, once each, in
 // the order of the apps, with the checks of the apps' credentials.
-func egressTargets(cfg *Config, eg *egress.Egress) ([]egress.Target, error) {
+func egressTargets(cfg *relay.Config, eg *egress.Egress) ([]egress.Target, error) {
 	var list []*egress.Target
 	byAddr := map[string]*egress.Target{}
 	add := func(key, raw string, needH2 bool, checks ...egress.Check) error {
@@ -126,7 +127,7 @@ func egressTargets(cfg *Config, eg *egress.Egress) ([]egress.Target, error) {
 }
 
 // apnsCheck pushes to an all-zero device token with the app's credentials.
-func apnsCheck(i int, a AppConfig, eg *egress.Egress) egress.Check {
+func apnsCheck(i int, a relay.AppConfig, eg *egress.Egress) egress.Check {
 	key := fmt.Sprintf("apps[%d]", i)
 	return egress.Check{
 		Name: fmt.Sprintf("%s %s: APNs credentials", key, a.Platform),
@@ -159,7 +160,7 @@ func apnsCheck(i int, a AppConfig, eg *egress.Egress) egress.Check {
 }
 
 // fcmCheck fetches an OAuth access token with the app's service account.
-func fcmCheck(i int, a AppConfig, eg *egress.Egress) egress.Check {
+func fcmCheck(i int, a relay.AppConfig, eg *egress.Egress) egress.Check {
 	key := fmt.Sprintf("apps[%d]", i)
 	return egress.Check{
 		Name: fmt.Sprintf("%s %s: OAuth token", key, a.Platform),

@@ -1,4 +1,4 @@
-package relay_test
+package migrate_test
 
 import (
 	"bytes"
@@ -11,9 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/migrate"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/wiring"
 	"github.com/pushrelay/pushrelay/providers/sandbox"
 	"github.com/pushrelay/pushrelay/relay"
 )
@@ -33,7 +36,7 @@ func TestMigrateGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, mapped, err := relay.Migrate(old, migrateEnv(map[string]string{"HTTPS_PROXY": "http://alice:s3cret@proxy.corp.example:3128"}))
+	out, mapped, err := migrate.Migrate(old, migrateEnv(map[string]string{"HTTPS_PROXY": "http://alice:s3cret@proxy.corp.example:3128"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +48,7 @@ func TestMigrateGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (run go test ./relay -run TestMigrateGolden -update to write it)", err)
+		t.Fatalf("%v (run go test ./cmd/pushrelay/internal/migrate -run TestMigrateGolden -update to write it)", err)
 	}
 	if !bytes.Equal(out, want) {
 		t.Errorf("the converted YAML differs from %s (rerun with -update if the change is intended):\n%s", golden, out)
@@ -173,7 +176,7 @@ func TestMigrateMapsEachKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, _, err := relay.Migrate(oldJSON(t, tt.extra), migrateEnv(tt.env))
+			out, _, err := migrate.Migrate(oldJSON(t, tt.extra), migrateEnv(tt.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,7 +224,7 @@ func TestMigrateErrorsNameTheJSONKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := relay.Migrate(tt.json, nil)
+			_, _, err := migrate.Migrate(tt.json, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
@@ -250,7 +253,7 @@ func TestIsOldProxyConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := relay.IsOldProxyConfig([]byte(tt.data)); got != tt.want {
+			if got := migrate.IsOldProxyConfig([]byte(tt.data)); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
@@ -281,7 +284,7 @@ func TestServeTheOldConfigDirectly(t *testing.T) {
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := relay.LoadConfig(path)
+	cfg, err := relay.LoadConfig(path, migrate.Legacy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +295,7 @@ func TestServeTheOldConfigDirectly(t *testing.T) {
 	cfg.Apps[0].APNs.Endpoint, cfg.Apps[1].FCM.Endpoint = apple.URL(), google.URL()
 
 	logs := &syncBuffer{}
-	srv, err := relay.NewServer(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	srv, err := relay.NewServer(cfg, wiring.Providers, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,10 +303,9 @@ func TestServeTheOldConfigDirectly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(t.Context()) })
-	h := &harness{t: t, logs: logs, apple: apple, google: google, srv: srv, url: "http://" + srv.Addr(), path: path}
 
 	for _, platform := range []string{"apple_rn", "android_rn"} {
-		if code, answer := h.push(mmMessage(platform, "tok-"+platform)); code != 200 || answer["status"] != "OK" {
+		if code, answer := push(t, "http://"+srv.Addr(), platform, "tok-"+platform); code != 200 || answer["status"] != "OK" {
 			t.Fatalf("%s: HTTP %d %v", platform, code, answer)
 		}
 	}
@@ -316,27 +318,12 @@ func TestServeTheOldConfigDirectly(t *testing.T) {
 	if !strings.Contains(logs.String(), "converted from a mattermost-push-proxy config.json") || !strings.Contains(logs.String(), "ListenAddress -> listen") {
 		t.Errorf("startup does not log the conversion:\n%s", logs)
 	}
-	metrics := h.scrape()
+	metrics := get(t, "http://"+srv.MetricsAddr()+"/metrics")
 	for _, want := range []string{`service_success_total{platform="apple",type="message"} 1`, `service_success_total{platform="android",type="message"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-}
-
-// scrape returns the relay's /metrics in the text format.
-func (h *harness) scrape() string {
-	h.t.Helper()
-	resp, err := http.Get("http://" + h.srv.MetricsAddr() + "/metrics")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return string(body)
 }
 
 func TestLoadConfigNamesTheOldKey(t *testing.T) {
@@ -353,7 +340,7 @@ func TestLoadConfigNamesTheOldKey(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.json), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := relay.LoadConfig(path)
+			_, err := relay.LoadConfig(path, migrate.Legacy)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
@@ -372,7 +359,7 @@ func TestMigrateTheShippedSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, notes, err := relay.Migrate(old, nil)
+	out, notes, err := migrate.Migrate(old, nil)
 	if err != nil {
 		t.Fatalf("migrate refused the old proxy's own sample: %v", err)
 	}
@@ -404,7 +391,7 @@ func TestMigrateTheShippedSample(t *testing.T) {
 	if err := os.WriteFile(path, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = relay.LoadConfig(path)
+	_, err = relay.LoadConfig(path, migrate.Legacy)
 	if err == nil {
 		t.Fatal("the sample, credentials still empty, loaded")
 	}
@@ -418,7 +405,7 @@ func TestMigrateTheShippedSample(t *testing.T) {
 	}
 
 	// Served as it is, the old file's keys are named.
-	_, err = relay.LoadConfig(sample)
+	_, err = relay.LoadConfig(sample, migrate.Legacy)
 	if err == nil || !strings.Contains(err.Error(), "ApplePushSettings[0].AppleAuthKeyFile (apps[0].apns.auth_key_file)") ||
 		!strings.Contains(err.Error(), "AndroidPushSettings[1].ServiceFileLocation (apps[3].fcm.service_account_file)") {
 		t.Errorf("loading the sample: %v", err)
@@ -455,7 +442,7 @@ func TestMigrateKeepsGoing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, _, err := relay.Migrate(tt.json, nil)
+			out, _, err := migrate.Migrate(tt.json, nil)
 			if err != nil {
 				t.Fatalf("migrate refused: %v", err)
 			}
@@ -478,7 +465,7 @@ func TestMigrateFileMakesPathsAbsolute(t *testing.T) {
 	old := []byte(`{"ApplePushSettings": [{"Type": "apple_rn", "ApplePushTopic": "t", "AppleAuthKeyFile": "config/AuthKey.p8",
   "AppleAuthKeyID": "ABC123DEFG", "AppleTeamID": "TEAM123456"}],
   "AndroidPushSettings": [{"Type": "android_rn", "ServiceFileLocation": "/abs/sa.json"}]}`)
-	out, _, err := relay.MigrateFile("/opt/mattermost-push-proxy/config/mattermost-push-proxy.json", old, nil)
+	out, _, err := migrate.MigrateFile("/opt/mattermost-push-proxy/config/mattermost-push-proxy.json", old, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,4 +482,66 @@ func TestMigrateFileMakesPathsAbsolute(t *testing.T) {
 	if !strings.Contains(string(out), "was relative to the old proxy's working directory, taken as /opt/mattermost-push-proxy") {
 		t.Errorf("no comment on the relative path:\n%s", out)
 	}
+}
+
+// push posts a Mattermost-shaped message notification for platform to the
+// relay at base and returns the HTTP status and the answer.
+func push(t *testing.T, base, platform, token string) (int, map[string]string) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{
+		"ack_id": "ack-1", "platform": platform, "server_id": "srv-1", "device_id": token, "post_id": "post-1",
+		"category": "CAN_REPLY", "message": "the merger closes friday :tada:", "badge": 2, "team_id": "team-1",
+		"channel_id": "chan-1", "channel_name": "Board Room", "type": "message", "sender_id": "user-1",
+		"sender_name": "alice", "version": "v2", "signature": "jwt.sig",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/send_push", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("User-Agent", "Mattermost-Bot/1.1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer map[string]string
+	raw, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(raw, &answer)
+	return resp.StatusCode, answer
+}
+
+// get returns the body at url.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// syncBuffer collects log output written from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
 )
 
 // report is a run of n requests in a second with the given p99 and, when

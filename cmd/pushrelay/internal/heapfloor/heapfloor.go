@@ -9,6 +9,8 @@
 // leaves it at its base value once the live heap is large enough to
 // reach the floor on its own. The heap goal is then the larger of the
 // floor and what the base GOGC gives, never more.
+//
+// It is the command's runtime tuning for serve and imports nothing of ours.
 package heapfloor
 
 import (

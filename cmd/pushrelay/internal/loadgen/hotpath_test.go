@@ -1,9 +1,9 @@
-package relay_test
+package loadgen_test
 
 import (
 	"testing"
 
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/providers/apns"
 	"github.com/pushrelay/pushrelay/providers/fcm"

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
-	"github.com/pushrelay/pushrelay/heapfloor"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/heapfloor"
 )
 
 // A server whose live heap is a few megabytes collects at GOGC=50 once its

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushrelay/pushrelay/loadgen"
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 

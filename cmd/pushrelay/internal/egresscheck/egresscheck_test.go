@@ -1,4 +1,4 @@
-package relay_test
+package egresscheck_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/egresscheck"
 	"github.com/pushrelay/pushrelay/providers/egress/egresstest"
 	"github.com/pushrelay/pushrelay/providers/sandbox"
 	"github.com/pushrelay/pushrelay/relay"
@@ -120,7 +121,7 @@ func TestCheckEgress(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := relay.CheckEgress(context.Background(), r.config(t, tt.egress, tt.keyID), &out)
+			err := egresscheck.CheckEgress(context.Background(), r.config(t, tt.egress, tt.keyID), &out)
 			report := out.String()
 			switch {
 			case tt.err == "" && err != nil:

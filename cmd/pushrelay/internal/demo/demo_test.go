@@ -56,7 +56,7 @@ func TestRunAt80Columns(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (go test ./demo -run TestRunAt80Columns -update writes it)", err)
+		t.Fatalf("%v (go test ./cmd/pushrelay/internal/demo -run TestRunAt80Columns -update writes it)", err)
 	}
 	if masked != string(want) {
 		t.Errorf("the report differs from %s (rerun with -update if the change is intended):\n%s", golden, masked)

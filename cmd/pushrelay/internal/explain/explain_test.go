@@ -1,10 +1,11 @@
-package relay_test
+package explain_test
 
 import (
 	"bytes"
 	"strings"
 	"testing"
 
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/explain"
 	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
@@ -28,7 +29,7 @@ apps:
 	n := wire.Notification{Platform: "android_rn-v2", ServerID: "srv", DeviceID: "tok", Type: wire.TypeMessage,
 		Message: "quarterly numbers", ChannelName: "Finance", SenderName: "alice", ChannelID: "fin", Version: "v2"}
 	var out bytes.Buffer
-	if err := relay.Explain(cfg, n, &out); err != nil {
+	if err := explain.Explain(cfg, n, &out); err != nil {
 		t.Fatal(err)
 	}
 	text := out.String()
@@ -53,7 +54,7 @@ apps:
 
 	n.ChannelID = "ops"
 	out.Reset()
-	relay.Explain(cfg, n, &out)
+	explain.Explain(cfg, n, &out)
 	if !strings.Contains(out.String(), "rule ops (mode full)") || !strings.Contains(out.String(), "removed: nothing") ||
 		!strings.Contains(out.String(), `"quarterly numbers"`) {
 		t.Errorf("the ops rule passes everything:\n%s", out.String())
@@ -76,7 +77,7 @@ apps:
 	} {
 		var out bytes.Buffer
 		n := wire.Notification{Platform: platform, ServerID: "srv", DeviceID: "tok", Type: wire.TypeMessage}
-		if err := relay.Explain(cfg, n, &out); err != nil {
+		if err := explain.Explain(cfg, n, &out); err != nil {
 			t.Fatal(err)
 		}
 		if first, _, _ := strings.Cut(out.String(), "\n"); !strings.HasPrefix(first, want) {

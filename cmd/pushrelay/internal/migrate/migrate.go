@@ -1,4 +1,4 @@
-package relay
+package migrate
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pushrelay/pushrelay/relay"
 )
 
 // The old proxy's config.json, as mattermost-push-proxy's server package
@@ -114,6 +116,20 @@ func MigrateFile(path string, oldJSON []byte, lookupEnv func(string) (string, bo
 	return r.yaml, r.notes, nil
 }
 
+// Legacy is the relay.Legacy of mattermost-push-proxy's config.json: it
+// converts data as MigrateFile does when IsOldProxyConfig says it is that
+// file, and returns nil otherwise. Errors name the JSON key at fault.
+func Legacy(data []byte, path string, lookupEnv func(string) (string, bool)) (*relay.Converted, error) {
+	if !IsOldProxyConfig(data) {
+		return nil, nil
+	}
+	m, err := migrateConfig(data, oldProxyDir(path), lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	return &relay.Converted{YAML: m.yaml, Notes: m.notes, Sources: m.sources}, nil
+}
+
 // oldProxyDir guesses the working directory of the old proxy whose config
 // file is at path: mattermost-push-proxy runs from its install directory
 // with its config in config/ below it.
@@ -173,7 +189,7 @@ func migrateConfig(oldJSON []byte, dir string, lookupEnv func(string) (string, b
 	if listen == "" {
 		listen = ":8066"
 	}
-	if err := checkAddr(listen); err != nil {
+	if err := relay.CheckAddr(listen); err != nil {
 		w.kv(0, "listen", yamlString(":8066"), fmt.Sprintf("ListenAddress %q is not host:port (%v): the old proxy's default is used", commentSafe(listen), err))
 		m.note(`ListenAddress -> listen ":8066" (the old value is not host:port)`)
 	} else {

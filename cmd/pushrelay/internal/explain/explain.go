@@ -1,4 +1,4 @@
-package relay
+package explain
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"github.com/pushrelay/pushrelay/providers/apns"
 	"github.com/pushrelay/pushrelay/providers/fcm"
 	"github.com/pushrelay/pushrelay/providers/upstream"
+	"github.com/pushrelay/pushrelay/relay"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
@@ -21,7 +22,7 @@ import (
 // removes, and the upstream request field by field. It reads no credential
 // and opens no connection; the payloads come from the same builders the
 // providers send with.
-func Explain(cfg *Config, n wire.Notification, w io.Writer) error {
+func Explain(cfg *relay.Config, n wire.Notification, w io.Writer) error {
 	pol, err := policy.New(cfg.Policy)
 	if err != nil {
 		return err
@@ -94,12 +95,12 @@ func Explain(cfg *Config, n wire.Notification, w io.Writer) error {
 
 // routeOf says which app the relay sends a notification for platform to,
 // as Relay.Push routes it: the platform without its -vN suffix, else "*".
-func routeOf(cfg *Config, platform string) string {
+func routeOf(cfg *relay.Config, platform string) string {
 	if platform == "" {
 		return "this notification has no platform: the relay answers FAIL (below, what each app would send if it had its platform)"
 	}
 	name, _ := wire.SplitPlatform(platform)
-	var wildcard *AppConfig
+	var wildcard *relay.AppConfig
 	for i, a := range cfg.Apps {
 		if a.Platform == name {
 			return fmt.Sprintf("platform %q goes to app %s (apps[%d], %s)", platform, a.Platform, i, providerOf(a))
@@ -115,7 +116,7 @@ func routeOf(cfg *Config, platform string) string {
 		"(below, what each app would send if it were its platform)", platform, name)
 }
 
-func providerOf(a AppConfig) string {
+func providerOf(a relay.AppConfig) string {
 	switch {
 	case a.APNs != nil:
 		return "apns " + a.APNs.Host()

@@ -3,6 +3,10 @@
 // and FCM, and a set of notifications shaped like the Mattermost server's.
 // It prints, side by side, what Mattermost sent and what reached Apple or
 // Google under the default policy.
+//
+// It belongs to the command (pushrelay demo) and may import relay, policy,
+// the providers and providers/sandbox; nothing but cmd/pushrelay imports it,
+// and the nodemo build leaves it out.
 package demo
 
 import (
@@ -22,6 +26,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/wiring"
 	"github.com/pushrelay/pushrelay/policy"
 	"github.com/pushrelay/pushrelay/providers/apns"
 	"github.com/pushrelay/pushrelay/providers/fcm"
@@ -134,7 +139,7 @@ func Run(ctx context.Context, out io.Writer, opt Options) error {
 		return fmt.Errorf("demo config: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := relay.NewServer(&cfg, logger)
+	srv, err := relay.NewServer(&cfg, wiring.Providers, logger)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

@@ -3,6 +3,10 @@
 // with the outcome counts, latency percentiles and, for a local process,
 // the CPU, the read and write system calls per notification and the memory
 // (RSS over the run, peak) it cost.
+//
+// It belongs to the command (pushrelay bench) and may import relay/wire,
+// the providers and providers/sandbox, never relay itself: it measures a
+// relay from outside. The nodemo build leaves it out.
 package loadgen
 
 import (
