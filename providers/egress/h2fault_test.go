@@ -757,6 +757,14 @@ func TestH2UnsentRequestsOfALostConnection(t *testing.T) {
 	if body, err := get("/warm-up"); err != nil || body != "1" {
 		t.Fatalf("warm-up: %q, %v", body, err)
 	}
+	// Everything written so far (the SETTINGS ACK, the warm-up) must have
+	// left first: else, on a loaded machine, the write the gate stops may
+	// be a late SETTINGS ACK, with /being-written queued behind it.
+	waitFor(t, "the first connection's writer to be idle", func() bool {
+		first.mu.Lock()
+		defer first.mu.Unlock()
+		return len(first.queued) == 0 && first.sent == first.accepted.Load()
+	})
 	gated.Store(true)
 	type answer struct {
 		body string
