@@ -5,7 +5,8 @@
 // It owns the Provider interface, the outcome classification and the
 // errors every provider shares. Imports: relay/wire only. No provider
 // package knows of ingress, the policy or the spool; each imports only
-// providers, providers/egress, providers/jsonobject and relay/wire.
+// providers, providers/appconfig (the YAML types of its section),
+// providers/egress, providers/jsonobject and relay/wire.
 package providers
 
 import (

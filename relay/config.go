@@ -17,10 +17,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pushrelay/pushrelay/policy"
-	"github.com/pushrelay/pushrelay/providers/apns"
+	"github.com/pushrelay/pushrelay/providers/appconfig"
 	"github.com/pushrelay/pushrelay/providers/egress"
-	"github.com/pushrelay/pushrelay/providers/fcm"
-	"github.com/pushrelay/pushrelay/providers/upstream"
 	"github.com/pushrelay/pushrelay/relay/spool"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
@@ -91,12 +89,14 @@ type MetricsConfig struct {
 }
 
 // AppConfig routes one Mattermost platform name ("*" for any other) to
-// exactly one provider.
+// exactly one provider. The provider sections' types are
+// providers/appconfig's (aliased as apns.Config, fcm.Config and
+// upstream.Config), so that the pipeline names no concrete provider.
 type AppConfig struct {
-	Platform string           `yaml:"platform"`
-	APNs     *apns.Config     `yaml:"apns"`
-	FCM      *fcm.Config      `yaml:"fcm"`
-	Upstream *upstream.Config `yaml:"upstream"`
+	Platform string              `yaml:"platform"`
+	APNs     *appconfig.APNs     `yaml:"apns"`
+	FCM      *appconfig.FCM      `yaml:"fcm"`
+	Upstream *appconfig.Upstream `yaml:"upstream"`
 }
 
 // Kind names the app's provider: "apns", "fcm" or "upstream" (a metric

@@ -5,11 +5,10 @@
 // It owns ingress, authorization, limits, the data path, acks, config and
 // metrics. It never builds a provider: cmd/pushrelay hands NewServer a
 // Providers function. It imports policy, providers (the interface),
-// providers/egress, relay/spool and relay/wire; config.go alone imports
-// providers/apns, fcm and upstream, for their YAML types (apps[].apns,
-// .fcm, .upstream), whose strict decoding and validation, each error
-// naming its key, live with each provider. It never imports
-// providers/sandbox or anything under cmd.
+// providers/appconfig (the YAML types of apps[].apns, .fcm and .upstream,
+// with their validation, each error naming its key), providers/egress,
+// relay/spool and relay/wire. It never imports a concrete provider
+// (providers/apns, fcm, upstream, sandbox) or anything under cmd.
 package relay
 
 import (

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/sideshow/apns2"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -67,6 +69,11 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigHost(t *testing.T) {
+	// providers/appconfig spells Apple's gateways out, to link no apns2.
+	if (Config{}).Host() != apns2.HostProduction || (Config{Development: true}).Host() != apns2.HostDevelopment {
+		t.Errorf("appconfig's gateways %q, %q are not apns2's %q, %q", Config{}.Host(),
+			Config{Development: true}.Host(), apns2.HostProduction, apns2.HostDevelopment)
+	}
 	for _, c := range []struct {
 		cfg   Config
 		host  string

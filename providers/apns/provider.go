@@ -5,8 +5,9 @@
 // github.com/sideshow/apns2's; the payload is encoded straight from the
 // notification, once, instead of through apns2's map and json.Marshal.
 //
-// Imports: providers, providers/egress, providers/jsonobject and relay/wire;
-// nothing of ingress, the policy or the spool.
+// Imports: providers, providers/appconfig (its Config), providers/egress,
+// providers/jsonobject and relay/wire; nothing of ingress, the policy or the
+// spool.
 package apns
 
 import (

@@ -11,20 +11,6 @@ import (
 	"github.com/pushrelay/pushrelay/providers/egress"
 )
 
-// URLs returns the base URLs the provider connects to: the FCM endpoint
-// (Endpoint, or DefaultEndpoint) and the service account's token_uri. It
-// reads and checks the service account file; errors name the key at fault.
-func (c Config) URLs() (endpoint, tokenURL string, err error) {
-	if err := c.Validate(); err != nil {
-		return "", "", err
-	}
-	sa, err := loadServiceAccount(c.ServiceAccountFile)
-	if err != nil {
-		return "", "", err
-	}
-	return c.endpoint(), sa.tokenURI(), nil
-}
-
 // FetchToken fetches one OAuth 2.0 access token for cfg's service account
 // from its token_uri, through eg as Send does, and throws it away: it
 // proves that the way to the token endpoint works and that Google accepts
@@ -41,11 +27,11 @@ func FetchToken(ctx context.Context, cfg Config, eg *egress.Egress) error {
 	}
 	tokenCtx := context.WithValue(ctx, oauth2.HTTPClient,
 		&http.Client{Transport: eg.Transport(), Timeout: tokenFetchTimeout})
-	creds, err := google.CredentialsFromJSONWithType(tokenCtx, sa.raw, google.ServiceAccount, scope)
+	creds, err := google.CredentialsFromJSONWithType(tokenCtx, sa.Raw, google.ServiceAccount, scope)
 	if err != nil {
 		return fmt.Errorf("fcm.service_account_file: %w", err)
 	}
-	c := &tokenCache{src: creds.TokenSource, eg: eg, host: hostPort(sa.tokenURI()), hostname: hostOf(sa.tokenURI())}
+	c := &tokenCache{src: creds.TokenSource, eg: eg, host: hostPort(sa.TokenEndpoint()), hostname: hostOf(sa.TokenEndpoint())}
 	if _, err := creds.TokenSource.Token(); err != nil {
 		return c.result(err).Err
 	}

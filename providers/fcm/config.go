@@ -1,67 +1,20 @@
 package fcm
 
 import (
-	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/pushrelay/pushrelay/providers/appconfig"
 )
 
 // DefaultEndpoint is Google's FCM base URL; Send posts to
 // DefaultEndpoint+"/v1/projects/<project_id>/messages:send".
-const DefaultEndpoint = "https://fcm.googleapis.com"
+const DefaultEndpoint = appconfig.FCMDefaultEndpoint
 
-// Config is one app's `fcm:` section in the YAML config.
-type Config struct {
-	// ServiceAccountFile is the Firebase service account's JSON key (Firebase
-	// console > Project settings > Service accounts > Generate new private key).
-	ServiceAccountFile string `yaml:"service_account_file"`
-	// Endpoint overrides https://fcm.googleapis.com (tests, private gateways);
-	// the provider appends /v1/projects/<id>/messages:send. Sends use
-	// HTTP/2 (ALPN h2), as Google's endpoint offers: a gateway must too.
-	Endpoint string `yaml:"endpoint"`
-}
-
-// Validate checks c without reading any file. Errors name the key at fault,
-// relative to the app's section ("fcm.service_account_file: required").
-func (c Config) Validate() error {
-	var errs []error
-	if strings.TrimSpace(c.ServiceAccountFile) == "" {
-		errs = append(errs, errors.New("fcm.service_account_file: required (the Firebase service account's JSON key)"))
-	}
-	if c.Endpoint != "" {
-		if err := checkEndpoint(c.Endpoint); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Hosts returns the host names (without port) the provider connects to, for
-// the egress allowlist: the FCM endpoint's and the service account's
-// token_uri's. It reads and checks the service account file; errors name
-// the key at fault.
-func (c Config) Hosts() ([]string, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	sa, err := loadServiceAccount(c.ServiceAccountFile)
-	if err != nil {
-		return nil, err
-	}
-	hosts := []string{hostOf(c.endpoint())}
-	if h := hostOf(sa.tokenURI()); h != hosts[0] {
-		hosts = append(hosts, h)
-	}
-	return hosts, nil
-}
-
-// endpoint is the base URL sends go to, without a trailing slash.
-func (c Config) endpoint() string {
-	if c.Endpoint == "" {
-		return DefaultEndpoint
-	}
-	return strings.TrimRight(c.Endpoint, "/")
-}
+// Config is one app's `fcm:` section in the YAML config. Its fields,
+// Validate, Hosts, URLs and BaseURL live in providers/appconfig, which
+// relay's configuration reads without naming this package.
+type Config = appconfig.FCM
 
 // hostOf returns the lower-cased host name of a URL already checked.
 func hostOf(raw string) string {
@@ -70,25 +23,4 @@ func hostOf(raw string) string {
 		return ""
 	}
 	return strings.ToLower(u.Hostname())
-}
-
-// checkEndpoint requires an https URL with a host and nothing a push URL
-// cannot carry. It never quotes the URL, which might hold a password.
-func checkEndpoint(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return errors.New("fcm.endpoint: not a valid URL (expected e.g. https://fcm.googleapis.com)")
-	case u.Scheme != "https":
-		return errors.New("fcm.endpoint: must be an https:// URL, e.g. https://fcm.googleapis.com")
-	case u.Hostname() == "":
-		return errors.New("fcm.endpoint: the URL has no host")
-	case u.User != nil:
-		return errors.New("fcm.endpoint: must not carry user:password")
-	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
-		return errors.New("fcm.endpoint: must not have a query or fragment")
-	case strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v1"):
-		return errors.New("fcm.endpoint: give the base URL without /v1 (the relay appends /v1/projects/<id>/messages:send)")
-	}
-	return nil
 }

@@ -7,8 +7,9 @@
 // classification of Google's answer are the provider's own. Each Send is
 // one attempt: retries live once, in the relay's spool.
 //
-// Imports: providers, providers/egress, providers/jsonobject and relay/wire;
-// nothing of ingress, the policy or the spool.
+// Imports: providers, providers/appconfig (its Config), providers/egress,
+// providers/jsonobject and relay/wire; nothing of ingress, the policy or the
+// spool.
 package fcm
 
 import (
@@ -66,16 +67,16 @@ func New(ctx context.Context, cfg Config, eg *egress.Egress) (*Provider, error) 
 	// not be New's, which may end when New returns.
 	tokenCtx := context.WithValue(context.Background(), oauth2.HTTPClient,
 		&http.Client{Transport: eg.Transport(), Timeout: tokenFetchTimeout})
-	creds, err := google.CredentialsFromJSONWithType(tokenCtx, sa.raw, google.ServiceAccount, scope)
+	creds, err := google.CredentialsFromJSONWithType(tokenCtx, sa.Raw, google.ServiceAccount, scope)
 	if err != nil {
 		return nil, fmt.Errorf("fcm.service_account_file: %w", err)
 	}
-	endpoint := cfg.endpoint()
+	endpoint := cfg.BaseURL()
 	u, err := url.Parse(endpoint + "/v1/projects/" + url.PathEscape(sa.ProjectID) + "/messages:send")
 	if err != nil {
 		return nil, fmt.Errorf("fcm.endpoint: %w", err)
 	}
-	tokenURI := sa.tokenURI()
+	tokenURI := sa.TokenEndpoint()
 	return &Provider{
 		tokens:    &tokenCache{src: creds.TokenSource, eg: eg, host: hostPort(tokenURI), hostname: hostOf(tokenURI)},
 		rt:        eg.HTTP2Transport(nil),

@@ -3,8 +3,8 @@
 // Store and Play Store apps, whose keys only Mattermost holds) or an inner
 // proxy. What it forwards is the policy's output, like every provider.
 //
-// Imports: providers, providers/egress and relay/wire; nothing of ingress,
-// the policy or the spool.
+// Imports: providers, providers/appconfig (its Config), providers/egress and
+// relay/wire; nothing of ingress, the policy or the spool.
 package upstream
 
 import (
@@ -21,44 +21,15 @@ import (
 	"time"
 
 	"github.com/pushrelay/pushrelay/providers"
+	"github.com/pushrelay/pushrelay/providers/appconfig"
 	"github.com/pushrelay/pushrelay/providers/egress"
 	"github.com/pushrelay/pushrelay/relay/wire"
 )
 
-// Config is one app's `upstream:` section.
-type Config struct {
-	// URL is the push proxy's base URL, like Mattermost's
-	// PushNotificationServer (e.g. https://push.mattermost.com); the relay
-	// posts to <url>/api/v1/send_push.
-	URL string `yaml:"url"`
-}
-
-// Validate checks the URL without touching the network.
-func (c Config) Validate() error {
-	u, err := url.Parse(c.URL)
-	switch {
-	case c.URL == "":
-		return errors.New("upstream.url: required (e.g. https://push.mattermost.com)")
-	case err != nil:
-		return errors.New("upstream.url: not a valid URL")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("upstream.url: scheme %q is not http or https", u.Scheme)
-	case u.Host == "":
-		return errors.New("upstream.url: the URL has no host")
-	case u.RawQuery != "" || u.Fragment != "":
-		return errors.New("upstream.url: must be a base URL without query or fragment")
-	}
-	return nil
-}
-
-// Hosts returns the host the provider connects to, for the egress allowlist.
-func (c Config) Hosts() []string {
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return nil
-	}
-	return []string{u.Hostname()}
-}
+// Config is one app's `upstream:` section. Its field, Validate and Hosts
+// live in providers/appconfig, which relay's configuration reads without
+// naming this package.
+type Config = appconfig.Upstream
 
 // Provider forwards to one push proxy. It is safe for concurrent use.
 type Provider struct {
