@@ -69,7 +69,9 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
+	// Generous: a clustered JetStream node on a loaded 2-core machine has
+	// been seen to take more than 10 s.
+	if !ns.ReadyForConnections(30 * time.Second) {
 		c.t.Fatalf("node %d not ready", i)
 	}
 	c.nodes[i] = ns
