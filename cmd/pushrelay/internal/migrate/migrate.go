@@ -157,11 +157,7 @@ func migrateConfig(oldJSON []byte, dir string, lookupEnv func(string) (string, b
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
-	var old oldConfig
-	if err := decodeOld(oldJSON, "", &old); err != nil {
-		return nil, err
-	}
-	unknown, err := unknownKeys(oldJSON, "", oldConfig{})
+	old, unknown, err := decodeObject[oldConfig](oldJSON, "")
 	if err != nil {
 		return nil, err
 	}
@@ -356,11 +352,7 @@ func (m *migration) apps(buf *bytes.Buffer, old oldConfig, unknown *[]string) (i
 	}
 	for i, raw := range old.ApplePushSettings {
 		key := fmt.Sprintf("ApplePushSettings[%d]", i)
-		var a oldApple
-		if err := decodeOld(raw, key, &a); err != nil {
-			return 0, err
-		}
-		u, err := unknownKeys(raw, key, oldApple{})
+		a, u, err := decodeObject[oldApple](raw, key)
 		if err != nil {
 			return 0, err
 		}
@@ -417,11 +409,7 @@ func (m *migration) apps(buf *bytes.Buffer, old oldConfig, unknown *[]string) (i
 	}
 	for i, raw := range old.AndroidPushSettings {
 		key := fmt.Sprintf("AndroidPushSettings[%d]", i)
-		var a oldAndroid
-		if err := decodeOld(raw, key, &a); err != nil {
-			return 0, err
-		}
-		u, err := unknownKeys(raw, key, oldAndroid{})
+		a, u, err := decodeObject[oldAndroid](raw, key)
 		if err != nil {
 			return 0, err
 		}
@@ -564,6 +552,16 @@ func (m *migration) log(old oldConfig) {
 	if !old.EnableConsoleLog && !old.EnableFileLog {
 		w.comment(1, "EnableConsoleLog false: pushrelay always logs to stderr; log.level warn keeps it quiet.")
 	}
+}
+
+// decodeObject decodes the old config's JSON object data (at key prefix,
+// "" for the whole file) into a T, and lists the keys T has no field for.
+func decodeObject[T any](data []byte, prefix string) (v T, unknown []string, err error) {
+	if err = decodeOld(data, prefix, &v); err != nil {
+		return v, nil, err
+	}
+	unknown, err = unknownKeys(data, prefix, v)
+	return v, unknown, err
 }
 
 // decodeOld decodes one JSON object of the old config; errors name the key.
