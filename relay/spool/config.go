@@ -66,12 +66,12 @@ func (c Config) streamMaxAge() time.Duration {
 	return c.MaxAge + max(c.MaxAge/10, time.Minute)
 }
 
-// duplicates is the stream's deduplication window: dedupWindow, or max_age
+// duplicates is the stream's deduplication window: window, or max_age
 // when shorter, and no less than the 100ms the server allows. JetStream
 // keeps every id of the window in memory, so a window of max_age would
 // cost memory in proportion to the spool's depth.
-func (c Config) duplicates() time.Duration {
-	return max(min(c.MaxAge, dedupWindow), 100*time.Millisecond)
+func (c Config) duplicates(window time.Duration) time.Duration {
+	return max(min(c.MaxAge, window), 100*time.Millisecond)
 }
 
 // Backoff is the redelivery schedule: Initial * 2^(attempt-1) with jitter (±20%), capped at Max; a RetryAfter the provider gave wins when longer.

@@ -30,8 +30,8 @@ func TestDefaults(t *testing.T) {
 	if c.MaxAge != time.Hour || c.MaxMessages != 1_000_000 || c.MaxBytes != 1<<30 {
 		t.Errorf("Config defaults: %+v", c)
 	}
-	if c.duplicates() > c.streamMaxAge() || c.streamMaxAge() <= c.MaxAge {
-		t.Errorf("windows: duplicates %s, stream max age %s, max_age %s", c.duplicates(), c.streamMaxAge(), c.MaxAge)
+	if c.duplicates(dedupWindow) > c.streamMaxAge() || c.streamMaxAge() <= c.MaxAge {
+		t.Errorf("windows: duplicates %s, stream max age %s, max_age %s", c.duplicates(dedupWindow), c.streamMaxAge(), c.MaxAge)
 	}
 	b := Backoff{}.WithDefaults()
 	if b.Initial != time.Second || b.Max != 5*time.Minute {

@@ -154,7 +154,7 @@ func (s *Spool) repair(ctx context.Context, w *worker) {
 	defer cancel()
 	cons, err := s.consumer(ctx, w.app)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if _, err = ensureStream(ctx, s.js, s.cfg); err == nil {
+		if _, err = ensureStream(ctx, s.js, s.cfg, s.tune.dedupWindow); err == nil {
 			s.log.Warn("spool: stream was gone; created it again", "stream", StreamName)
 			cons, err = s.consumer(ctx, w.app)
 		}

@@ -20,6 +20,7 @@ var testTuning = tuning{
 	maxInFlight: 64,
 	closeGrace:  200 * time.Millisecond,
 	opTimeout:   5 * time.Second,
+	dedupWindow: dedupWindow,
 }
 
 func testLog(t testing.TB) *slog.Logger {

@@ -119,6 +119,7 @@ type tuning struct {
 	maxInFlight int           // concurrent deliver calls per app
 	closeGrace  time.Duration // after Close's ctx ends, how long cancelled deliver calls get to return
 	opTimeout   time.Duration // stream and consumer set-up, acks
+	dedupWindow time.Duration // the stream's duplicate window (bounded by max_age)
 }
 
 var defaultTuning = tuning{
@@ -127,6 +128,7 @@ var defaultTuning = tuning{
 	maxInFlight: 64,
 	closeGrace:  time.Second,
 	opTimeout:   10 * time.Second,
+	dedupWindow: dedupWindow,
 }
 
 // Spool is the durable retry queue. It is safe for concurrent use.
@@ -224,7 +226,7 @@ func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, erro
 	js, err := jetstream.New(s.nc)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), t.opTimeout)
-		s.stream, err = ensureStream(ctx, js, cfg)
+		s.stream, err = ensureStream(ctx, js, cfg, t.dedupWindow)
 		if err == nil && s.ns != nil {
 			s.syncer, err = startSyncer(ctx, cfg.Dir)
 		}
@@ -250,7 +252,7 @@ func open(cfg Config, backoff Backoff, log *slog.Logger, t tuning) (*Spool, erro
 // ensureStream creates the stream, or adopts the existing one and brings
 // the settings the spool owns up to date. Other settings an operator may
 // have chosen (replicas, placement) are kept.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config, dedup time.Duration) (jetstream.Stream, error) {
 	want := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "pushrelay retry spool",
@@ -259,7 +261,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jets
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      cfg.streamMaxAge(),
-		Duplicates:  cfg.duplicates(),
+		Duplicates:  cfg.duplicates(dedup),
 		MaxMsgs:     cfg.MaxMessages,
 		MaxBytes:    cfg.MaxBytes,
 	}
@@ -325,10 +327,10 @@ func msgID(n wire.Notification) string {
 // the same time; external: acknowledged by JetStream). It is not
 // delivered before now+notBefore (Retry-After or the first backoff step).
 //
-// A second Put of the same (ack_id, device_id) within 5s (the stream's
-// duplicate window: it guards a retried Put; JetStream keeps each id of it
-// in memory) is accepted and not stored twice; with an empty ack_id there
-// is no deduplication.
+// A second Put of the same (ack_id, device_id) within a second (the
+// stream's duplicate window: it guards a retried Put; JetStream keeps each
+// id of it in memory) is accepted and not stored twice; with an empty
+// ack_id there is no deduplication.
 // A zero Accepted is set to now, a zero AppVersion taken from
 // e.Notification.AppVersion. When the spool is full the error wraps
 // ErrFull. When the fsync fails, Put says so, though the entry, written
