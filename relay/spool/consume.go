@@ -171,6 +171,7 @@ func (s *Spool) repair(ctx context.Context, w *worker) {
 func (s *Spool) run(ctx context.Context, w *worker) {
 	defer s.loops.Done()
 	defer close(w.jobs) // the handlers finish what they have, then end
+	s.sweep(ctx, w)
 	failing := false
 	for {
 		var err error
@@ -193,6 +194,7 @@ func (s *Spool) run(ctx context.Context, w *worker) {
 				return
 			}
 			s.repair(ctx, w)
+			s.sweep(ctx, w)
 			continue
 		}
 		if failing {
