@@ -172,8 +172,13 @@ func (s *Spool) run(ctx context.Context, w *worker) {
 	defer s.loops.Done()
 	defer close(w.jobs) // the handlers finish what they have, then end
 	s.sweep(ctx, w)
+	swept := time.Now()
 	failing := false
 	for {
+		if time.Since(swept) >= sweepEvery {
+			s.sweep(ctx, w)
+			swept = time.Now()
+		}
 		var err error
 		if w.pace.failing() {
 			err = s.probe(ctx, w)
@@ -195,6 +200,7 @@ func (s *Spool) run(ctx context.Context, w *worker) {
 			}
 			s.repair(ctx, w)
 			s.sweep(ctx, w)
+			swept = time.Now()
 			continue
 		}
 		if failing {

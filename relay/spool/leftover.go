@@ -3,9 +3,13 @@ package spool
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// sweepEvery is how often a worker looks for entries acked but kept.
+const sweepEvery = 10 * time.Minute
 
 // sweep removes the entries of w's app that its consumer has acked but
 // the stream still holds. In a work-queue stream an ack removes the entry;
@@ -15,8 +19,10 @@ import (
 // JetStream never hands it out again: counted, on disk, for good. Every
 // entry at or below the ack floor was acked, so removing it loses nothing.
 //
-// It runs when a worker starts and after its consumer is set up again;
-// when there is nothing to remove it costs one lookup.
+// It runs when a worker starts, after its consumer is set up again, and
+// every sweepEvery: an entry acked above the ack floor (one before it was
+// still pending) is found once the floor has passed it. When there is
+// nothing to remove it costs one lookup.
 func (s *Spool) sweep(ctx context.Context, w *worker) {
 	info := w.cons.CachedInfo()
 	if info == nil || info.AckFloor.Stream == 0 {
