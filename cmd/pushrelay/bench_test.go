@@ -28,6 +28,10 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-outage", "1000"}, "need --sandbox"},
 		{[]string{"--sandbox", "-outage", "1000", "-runs", "2"}, "-outage: a positive count"},
 		{[]string{"--sandbox", "-outage", "-5"}, "-outage: a positive count"},
+		{[]string{"--sandbox", "-outage-restart", "kill"}, "-outage-restart kill restarts the relay in the middle of an outage: use it with --sandbox -outage N (values: kill (SIGKILL) or term"},
+		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-outage-restart", "term"}, "-outage-restart term restarts the relay in the middle of an outage: use it with --sandbox -outage N"},
+		{[]string{"--sandbox", "-outage", "1000", "-outage-restart", "stop"}, `-outage-restart: want kill (SIGKILL) or term (SIGTERM, then wait for the exit), got "stop"`},
+		{[]string{"--sandbox", "-outage", "1000", "-outage-restart", "KILL"}, `-outage-restart: want kill (SIGKILL) or term`},
 	}
 	for _, tc := range tests {
 		err := bench(context.Background(), tc.args, io.Discard, io.Discard)
