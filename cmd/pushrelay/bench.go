@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pushrelay/pushrelay/cmd/pushrelay/internal/loadgen"
@@ -43,7 +44,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"report the relay's answer rate, memory and spool size by depth, the drain, and memory a minute later (sizes a host)")
 	outageSteps := fs.Int("outage-steps", 10, "with -outage: measure the fill in this many steps")
 	settle := fs.Duration("settle", time.Minute, "with -outage: measure the relay's memory again this long after the drain")
+	outageRestart := fs.String("outage-restart", "", "with -outage: restart the relay when the spool is half the outage deep, while the senders send: "+
+		"kill (SIGKILL) or term (SIGTERM, then wait for its exit); report how long until it is ready again, and account for every notification by ack id")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	restartSignal, err := outageRestartSignal(*outageRestart, *outage)
+	if err != nil {
 		return err
 	}
 	if *selfProfile != "" {
@@ -119,9 +126,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pace = fmt.Sprintf("at %g/s", *rate)
 	}
 	if *outage > 0 {
-		fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders %s; mix %s, %.0f%% iOS; a total outage of both upstreams during %d notifications\n\n",
-			rig.PID, *c, pace, *kinds, *apnsShare*100, *outage)
-		rep, err := rig.Outage(ctx, loadgen.OutageOptions{Load: opt, N: *outage, Steps: *outageSteps, Settle: *settle})
+		restart := ""
+		if restartSignal != nil {
+			restart = fmt.Sprintf(", the relay restarted with %s in the middle", map[string]string{"kill": "SIGKILL", "term": "SIGTERM"}[*outageRestart])
+		}
+		fmt.Fprintf(stdout, "sandbox: relay pid %d; %d senders %s; mix %s, %.0f%% iOS; a total outage of both upstreams during %d notifications%s\n\n",
+			rig.PID, *c, pace, *kinds, *apnsShare*100, *outage, restart)
+		rep, err := rig.Outage(ctx, loadgen.OutageOptions{Load: opt, N: *outage, Steps: *outageSteps, Settle: *settle, Restart: restartSignal})
 		if err != nil {
 			return err
 		}
@@ -149,6 +160,27 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout)
 	loadgen.Summarize(stdout, turns)
 	return loadgen.Drained(turns)
+}
+
+// outageRestartSignal is the signal -outage-restart names (nil for none),
+// which only -outage takes.
+func outageRestartSignal(name string, outage int) (os.Signal, error) {
+	const allowed = "kill (SIGKILL) or term (SIGTERM, then wait for the exit)"
+	var sig os.Signal
+	switch name {
+	case "":
+		return nil, nil
+	case "kill":
+		sig = syscall.SIGKILL
+	case "term":
+		sig = syscall.SIGTERM
+	default:
+		return nil, fmt.Errorf("-outage-restart: want %s, got %q", allowed, name)
+	}
+	if outage <= 0 {
+		return nil, fmt.Errorf("-outage-restart %s restarts the relay in the middle of an outage: use it with --sandbox -outage N (values: %s)", name, allowed)
+	}
+	return sig, nil
 }
 
 // turn measures the direct client (with baseline), then the relay, on rig,

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +28,10 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-outage", "1000"}, "need --sandbox"},
 		{[]string{"--sandbox", "-outage", "1000", "-runs", "2"}, "-outage: a positive count"},
 		{[]string{"--sandbox", "-outage", "-5"}, "-outage: a positive count"},
+		{[]string{"--sandbox", "-outage-restart", "kill"}, "-outage-restart kill restarts the relay in the middle of an outage: use it with --sandbox -outage N (values: kill (SIGKILL) or term"},
+		{[]string{"-url", "http://127.0.0.1:1/api/v1/send_push", "-outage-restart", "term"}, "-outage-restart term restarts the relay in the middle of an outage: use it with --sandbox -outage N"},
+		{[]string{"--sandbox", "-outage", "1000", "-outage-restart", "stop"}, `-outage-restart: want kill (SIGKILL) or term (SIGTERM, then wait for the exit), got "stop"`},
+		{[]string{"--sandbox", "-outage", "1000", "-outage-restart", "KILL"}, `-outage-restart: want kill (SIGKILL) or term`},
 	}
 	for _, tc := range tests {
 		err := bench(context.Background(), tc.args, io.Discard, io.Discard)
@@ -143,8 +149,11 @@ func TestBenchOutage(t *testing.T) {
 			t.Errorf("step %d: %+v, want %d deep, a rate, an RSS and a spool size", i+1, s, want)
 		}
 	}
-	if rep.Delivery.Accepted != 1000 || rep.Delivery.Lost() != 0 || rep.Delivery.Duplicates() != 0 || rep.Err() != nil {
+	if d := rep.Delivery; d.Accepted != 1000 || d.Delivered != 1000 || d.Lost != 0 || d.Duplicates != 0 || d.Unanswered != 0 || rep.Err() != nil {
 		t.Errorf("%s", rep.Delivery)
+	}
+	if rep.Restart != nil {
+		t.Errorf("restart %+v without OutageOptions.Restart", rep.Restart)
 	}
 	if rep.BeforeRSS <= 0 || rep.AfterRSS <= 0 || rep.SettledRSS <= 0 || rep.DrainPeakRSS <= 0 || rep.Drain <= 0 {
 		t.Errorf("memory before %d, after %d, settled %d, drain peak %d, drain %s: want them measured",
@@ -156,5 +165,67 @@ func TestBenchOutage(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report:\n%s\nwant %q in it", out.String(), want)
 		}
+	}
+	if strings.Contains(out.String(), "restart") {
+		t.Errorf("report:\n%s\nwant no restart in it", out.String())
+	}
+}
+
+// TestBenchOutageRestart runs what `bench --sandbox -outage N
+// -outage-restart kill|term` does, small: the relay is stopped in the
+// middle of the fill, while the senders send, and started again on its
+// spool; every notification it answered OK is delivered once, by ack id.
+func TestBenchOutageRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a relay process")
+	}
+	for _, tc := range []struct {
+		sig  os.Signal
+		name string
+	}{{syscall.SIGKILL, "SIGKILL"}, {syscall.SIGTERM, "SIGTERM"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rig, err := loadgen.StartRig(relayBinary(t), false, "delivery: {backoff: {initial: 100ms, max: 500ms}}")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rig.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			firstPID := rig.PID
+			// Paced, so that the middle step lasts long enough for the
+			// spool's depth to be read during it.
+			opt := loadgen.OutageOptions{
+				Load: loadgen.Options{Concurrency: 8, Rate: 3000, Mix: loadgen.DefaultMix(), APNsPlatform: "apple_rn", FCMPlatform: "android_rn"},
+				N:    3000, Steps: 4, Settle: time.Second, Warmup: 500 * time.Millisecond, Restart: tc.sig,
+			}
+			rep, err := rig.Outage(ctx, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := rep.Restart
+			if rs == nil {
+				t.Fatal("no restart reported")
+			}
+			if rs.Signal != tc.name || rs.Step != 2 || rs.Depth <= 0 || rs.OldPID != firstPID || rs.NewPID != rig.PID || rs.NewPID == firstPID {
+				t.Errorf("restart %+v: want %s during step 3 at a depth, from pid %d to the rig's new pid %d", rs, tc.name, firstPID, rig.PID)
+			}
+			if rs.Exited <= 0 || rs.Listening < rs.Exited || rs.Ready < rs.Listening {
+				t.Errorf("restart %+v: want it gone, then listening, then ready", rs)
+			}
+			if d := rep.Delivery; d.Accepted == 0 || d.Lost != 0 || d.Duplicates != 0 || rep.Err() != nil {
+				t.Errorf("%s", d)
+			}
+			if last := rep.Steps[len(rep.Steps)-1]; last.RSS <= 0 || rep.Drained != last.Depth || rep.SettledRSS <= 0 {
+				t.Errorf("after the restart: last step %+v, drained %d, settled RSS %d: want the new process measured", last, rep.Drained, rep.SettledRSS)
+			}
+			var out strings.Builder
+			rep.Print(&out)
+			for _, want := range []string{"restart    " + tc.name + " at depth ", "ready again in ", "(listening in ", "RSS after it, the new process's", " *\n", "lost 0, duplicates 0"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("report:\n%s\nwant %q in it", out.String(), want)
+				}
+			}
+			t.Logf("report:\n%s", out.String())
+		})
 	}
 }

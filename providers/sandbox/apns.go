@@ -40,6 +40,7 @@ type APNs struct {
 	reqs      []*APNsRequest
 	noRecord  bool // SetRecording(false): count, do not keep
 	delivered int
+	acks      ackTable // CountAckIDs
 	dead      map[string]deadToken
 	fault     faultSlot
 	keys      map[string]apnsKey // by key id
@@ -120,13 +121,33 @@ func (s *APNs) SetRecording(on bool) {
 	s.noRecord = !on
 }
 
-// Reset forgets the recorded requests and zeroes Delivered. Dead tokens,
-// the fault and trusted keys stay.
+// Reset forgets the recorded requests, zeroes Delivered and empties the
+// table of AckIDs (counting stays on if it was). Dead tokens, the fault
+// and trusted keys stay.
 func (s *APNs) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs = nil
 	s.delivered = 0
+	s.acks.reset()
+}
+
+// CountAckIDs turns counting deliveries by ack_id on, from an empty
+// table, or off, dropping the table. It works with recording off too, at
+// the cost of one entry per notification rather than per request.
+func (s *APNs) CountAckIDs(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acks.set(on)
+}
+
+// AckIDs returns how many times each ack_id was answered 200 since
+// CountAckIDs(true) or the last Reset; nil when not counting. A push's
+// ack_id is its payload's top-level "ack_id" ("" when it has none).
+func (s *APNs) AckIDs() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acks.snapshot()
 }
 
 // KillToken makes later pushes to token fail with reason: "Unregistered"
@@ -443,10 +464,15 @@ func (s *APNs) refuse(w http.ResponseWriter, r *http.Request, rec *APNsRequest, 
 
 // finish records the status answered to rec.
 func (s *APNs) finish(rec *APNsRequest, status int) {
+	var id string
+	if status == http.StatusOK && s.acks.on.Load() {
+		id = apnsAckID(rec.Body) // outside the lock
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec.Status = status
 	if status == http.StatusOK {
 		s.delivered++
+		s.acks.add(id)
 	}
 }

@@ -4,7 +4,8 @@
 // providers' own formats (so apns2 and the firebase SDK classify their errors
 // as they would in production), record every request, and can be told to
 // refuse device tokens or to fail (status, Retry-After, delay, stream reset;
-// every request or a random fraction of them).
+// every request or a random fraction of them). For load, recording can be
+// turned off and deliveries counted, in all or by ack_id (CountAckIDs).
 //
 // The relay's demo command and the tests of other packages use them:
 //

@@ -45,6 +45,7 @@ type FCM struct {
 	reqs      []*FCMRequest
 	noRecord  bool // SetRecording(false): count, do not keep
 	delivered int
+	acks      ackTable // CountAckIDs
 	fetches   int
 	tokens    map[string]accessToken
 	dead      map[string]string // device token -> FcmError code
@@ -152,15 +153,35 @@ func (s *FCM) SetRecording(on bool) {
 	s.noRecord = !on
 }
 
-// Reset forgets the recorded requests and zeroes Delivered and TokenFetches.
-// Issued access tokens stay valid; dead tokens, the fault and trusted keys
-// stay.
+// Reset forgets the recorded requests, zeroes Delivered and TokenFetches
+// and empties the table of AckIDs (counting stays on if it was). Issued
+// access tokens stay valid; dead tokens, the fault and trusted keys stay.
 func (s *FCM) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs = nil
 	s.delivered = 0
 	s.fetches = 0
+	s.acks.reset()
+}
+
+// CountAckIDs turns counting deliveries by ack_id on, from an empty
+// table, or off, dropping the table. It works with recording off too, at
+// the cost of one entry per notification rather than per request.
+func (s *FCM) CountAckIDs(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acks.set(on)
+}
+
+// AckIDs returns how many times each ack_id was answered 200 (validate_only
+// sends aside) since CountAckIDs(true) or the last Reset; nil when not
+// counting. A send's ack_id is its message.data.ack_id ("" when it has
+// none).
+func (s *FCM) AckIDs() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acks.snapshot()
 }
 
 // KillToken makes later sends to the device token fail with the FcmError
@@ -590,10 +611,15 @@ func (e googleError) appendJSON(b []byte) []byte {
 
 // finish records the status answered to rec; delivered counts it.
 func (s *FCM) finish(rec *FCMRequest, status int, delivered bool) {
+	var id string
+	if delivered && s.acks.on.Load() {
+		id = fcmAckID(rec.Body) // outside the lock
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec.Status = status
 	if delivered {
 		s.delivered++
+		s.acks.add(id)
 	}
 }

@@ -66,6 +66,10 @@ type Options struct {
 	PID int
 	// Progress, when not nil, gets a progress line every second.
 	Progress io.Writer
+	// KeepAcceptedIDs makes the report list the ack ids of the
+	// notifications for live device tokens answered OK (AcceptedIDs), to
+	// account for them one by one.
+	KeepAcceptedIDs bool
 }
 
 // DeadToken returns the i-th device token the load generator treats as
@@ -99,6 +103,9 @@ type Report struct {
 	// RSS holds the process's resident set size in bytes, sampled every
 	// second of the run and once at its end.
 	RSS []int64
+	// AcceptedIDs holds the ack ids of the LiveOK answers, with
+	// Options.KeepAcceptedIDs (in no particular order).
+	AcceptedIDs []string
 }
 
 // Throughput is requests per second.
@@ -219,6 +226,15 @@ func numbered(body []byte, run, n int64) []byte {
 	return out
 }
 
+// ackID is the ack id numbered gives the n-th notification of run.
+func ackID(run, n int64) string {
+	b := make([]byte, len(ackPrefix)+23)
+	copy(b, ackPrefix)
+	putDigits(b[len(ackPrefix):len(ackPrefix)+11], run%1e11)
+	putDigits(b[len(ackPrefix)+11:], n%1e12)
+	return string(b)
+}
+
 // putDigits writes v in decimal over all of dst, zero-padded on the left
 // (without fmt: the load generator shares the machine it measures).
 func putDigits(dst []byte, v int64) {
@@ -246,6 +262,7 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 
 	var rep Report
 	lat := make([][]time.Duration, opt.Concurrency)
+	accepted := make([][]int64, opt.Concurrency) // request numbers, with KeepAcceptedIDs
 	cpu0, _ := processCPU(opt.PID)
 	reads0, writes0, ioErr := processSyscalls(opt.PID)
 	start := time.Now()
@@ -275,6 +292,9 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 					atomic.AddInt64(&rep.OK, 1)
 					if !dead[k] {
 						atomic.AddInt64(&rep.LiveOK, 1)
+						if opt.KeepAcceptedIDs {
+							accepted[w] = append(accepted[w], i)
+						}
 					} else {
 						atomic.AddInt64(&rep.Dead, 1)
 					}
@@ -305,6 +325,14 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 		}
 	}
 	rep.setLatencies(slices.Concat(lat...))
+	if opt.KeepAcceptedIDs {
+		rep.AcceptedIDs = make([]string, 0, rep.LiveOK)
+		for _, numbers := range accepted {
+			for _, i := range numbers {
+				rep.AcceptedIDs = append(rep.AcceptedIDs, ackID(start.UnixMilli(), i))
+			}
+		}
+	}
 	return rep, nil
 }
 

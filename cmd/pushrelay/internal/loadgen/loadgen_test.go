@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,7 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 	var seen, liveOK, dead, deadRemove atomic.Int64
 	var mu sync.Mutex
 	acks := map[string]bool{}
+	var liveOKIDs []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var n wire.Notification
 		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
@@ -78,13 +80,16 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 		default: // including half the dead tokens: a relay that spooled them
 			if !isDead {
 				liveOK.Add(1)
+				mu.Lock()
+				liveOKIDs = append(liveOKIDs, n.AckID)
+				mu.Unlock()
 			}
 			io.WriteString(w, `{"status":"OK"}`)
 		}
 	}))
 	defer srv.Close()
 	rep, err := loadgen.Run(context.Background(), loadgen.Options{URL: srv.URL, Concurrency: 4, Requests: 500,
-		Mix: loadgen.DefaultMix(), APNsPlatform: "apple_rn", FCMPlatform: "android_rn", PID: os.Getpid()})
+		Mix: loadgen.DefaultMix(), APNsPlatform: "apple_rn", FCMPlatform: "android_rn", PID: os.Getpid(), KeepAcceptedIDs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +98,11 @@ func TestRunCountsAnswersAndMeasuresAProcess(t *testing.T) {
 	}
 	if rep.LiveOK != liveOK.Load() || rep.LiveOK >= rep.OK {
 		t.Errorf("LiveOK %d of OK %d, want %d (the server's count), fewer than OK", rep.LiveOK, rep.OK, liveOK.Load())
+	}
+	slices.Sort(rep.AcceptedIDs)
+	slices.Sort(liveOKIDs)
+	if !slices.Equal(rep.AcceptedIDs, liveOKIDs) {
+		t.Errorf("AcceptedIDs: %d ids, want the %d the server answered OK for live tokens", len(rep.AcceptedIDs), len(liveOKIDs))
 	}
 	if rep.Dead != dead.Load() || rep.DeadRemove != deadRemove.Load() || rep.Dead == rep.DeadRemove ||
 		rep.DeadRemoveShare() != float64(deadRemove.Load())/float64(dead.Load()) {

@@ -42,7 +42,10 @@ type lookalikes struct {
 // It announces their URLs and a control listener on out, and serves until
 // in (the parent's end of a pipe) closes or ctx ends. The control listener
 // takes POST /upstream?latency=&faults= (as Rig.SetUpstream), POST /reset
-// (forget the deliveries so far) and GET /delivered (pushes answered 200).
+// (forget the deliveries so far; with ids=on, count them by ack id from
+// then on, else not), GET /delivered (pushes answered 200) and GET
+// /delivered-ids (the pushes answered 200 by ack id, as ranges: see
+// writeIDRanges).
 func ServeLookalikes(ctx context.Context, dir string, in io.Reader, out io.Writer) error {
 	// The look-alikes are the rig, not what it measures: every cycle of
 	// their collector is CPU the relay does not get on a shared machine.
@@ -90,12 +93,29 @@ func ServeLookalikes(ctx context.Context, dir string, in io.Reader, out io.Write
 			}
 		}
 	})
-	mux.HandleFunc("POST /reset", func(http.ResponseWriter, *http.Request) {
-		apple.Reset()
-		google.Reset()
+	mux.HandleFunc("POST /reset", func(_ http.ResponseWriter, r *http.Request) {
+		byID := r.FormValue("ids") == "on"
+		for _, s := range []interface {
+			Reset()
+			CountAckIDs(bool)
+		}{apple, google} {
+			s.Reset()
+			s.CountAckIDs(byID)
+		}
 	})
 	mux.HandleFunc("GET /delivered", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, apple.Delivered()+google.Delivered())
+	})
+	mux.HandleFunc("GET /delivered-ids", func(w http.ResponseWriter, _ *http.Request) {
+		byID := apple.AckIDs()
+		if byID == nil {
+			http.Error(w, "not counting by ack id: POST /reset?ids=on first", http.StatusConflict)
+			return
+		}
+		for id, n := range google.AckIDs() {
+			byID[id] += n
+		}
+		writeIDRanges(w, byID)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)

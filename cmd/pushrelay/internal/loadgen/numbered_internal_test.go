@@ -19,6 +19,9 @@ func TestNumbered(t *testing.T) {
 		if want := fmt.Sprintf("%s%011d%012d", ackPrefix, tc.run%1e11, tc.n%1e12); n.AckID != want {
 			t.Errorf("numbered(%d, %d): ack id %q, want %q", tc.run, tc.n, n.AckID, want)
 		}
+		if got := ackID(tc.run, tc.n); got != n.AckID {
+			t.Errorf("ackID(%d, %d) = %q, numbered wrote %q", tc.run, tc.n, got, n.AckID)
+		}
 	}
 	if string(body) != string(Bodies(1, DefaultMix(), "apple_rn", "android_rn")[0]) {
 		t.Error("numbered changed the body it was given")

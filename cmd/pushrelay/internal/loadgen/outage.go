@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,7 +21,8 @@ type OutageOptions struct {
 	// Load is the shape of the load (senders, rate, mix, platforms,
 	// progress); its Requests, Duration, URL and PID are set by Outage.
 	// Dead device tokens are left out: during an outage nothing can tell
-	// them apart, and the accounting counts deliveries.
+	// them apart, and the accounting follows every notification answered
+	// OK to its delivery.
 	Load Options
 	// N is how many notifications are sent during the outage.
 	N int
@@ -32,14 +36,33 @@ type OutageOptions struct {
 	// Warmup is the length of the load before the outage, whose end gives
 	// the "before" figures (default 5s).
 	Warmup time.Duration
+	// Restart, when not nil (syscall.SIGKILL or syscall.SIGTERM), stops
+	// the relay that way in the middle of the fill, once the spool holds
+	// N/2 notifications, while the senders send, and starts it again on
+	// the same configuration and spool (Rig.Restart).
+	Restart os.Signal
 }
 
 // OutageStep is the relay as one step of the fill left it.
 type OutageStep struct {
 	Depth     int64   // notifications in the spool at the step's end
-	Rate      float64 // answers per second during the step
+	Rate      float64 // answers per second during the step (no answer at all is not one)
 	Report    Report  // the step's load report
 	RSS, Disk int64   // the relay's VmRSS and the spool directory's size at the step's end, in bytes
+}
+
+// OutageRestart is the relay's restart in the middle of the fill.
+type OutageRestart struct {
+	Restarted
+	// Step is the index of the step during which the relay restarted.
+	Step int
+	// Depth is the spool's depth just before the signal; Sending tells
+	// whether the step's senders were still sending then (not when
+	// refusals kept the spool short of N/2 until the step's end).
+	Depth   int64
+	Sending bool
+	// Recovered is the new process's spool depth once it was ready.
+	Recovered int64
 }
 
 // OutageReport is what Rig.Outage measured.
@@ -55,21 +78,25 @@ type OutageReport struct {
 	// the RSS right after it, SettledRSS the RSS Settle later.
 	DrainPeakRSS, AfterRSS, SettledRSS int64
 	Settle                             time.Duration
-	// Delivery compares what the relay answered OK during the outage with
-	// what reached the look-alikes after it.
-	Delivery Accounting
-	// Fail counts the FAIL answers and HTTP errors of the fill (a spool
-	// full or refusing).
+	// Delivery compares, by ack id, what the relay answered OK during the
+	// outage with what reached the look-alikes after it.
+	Delivery IDAccounting
+	// Fail counts the FAIL answers, HTTP errors and requests without an
+	// answer of the fill (a spool full or refusing, a relay restarting).
 	Fail int64
+	// Restart is the relay's restart (nil without OutageOptions.Restart).
+	// The RSS figures from its step on are the new process's.
+	Restart *OutageRestart
 }
 
 // Outage runs a total outage on the rig: a warm-up with the upstreams
 // healthy, then both look-alikes refuse every push (503) while opt.N
 // notifications are sent, measured in opt.Steps steps (answer rate, the
-// relay's RSS and the spool's size by depth); then they recover and it
-// times the drain, checks that every notification answered OK was
-// delivered once, and measures the relay's memory after it. Progress
-// goes to opt.Load.Progress.
+// relay's RSS and the spool's size by depth), with the relay restarted in
+// the middle when opt.Restart says so; then they recover and it times the
+// drain, checks by ack id that every notification answered OK was
+// delivered, and none twice, and measures the relay's memory after it.
+// Progress goes to opt.Load.Progress.
 func (r *Rig) Outage(ctx context.Context, opt OutageOptions) (OutageReport, error) {
 	var rep OutageReport
 	if opt.N <= 0 {
@@ -112,7 +139,7 @@ func (r *Rig) Outage(ctx context.Context, opt OutageOptions) (OutageReport, erro
 		return rep, fmt.Errorf("loadgen: outage: the relay's RSS: %w", err)
 	}
 	rep.BeforeDisk = dirSize(r.spoolDir())
-	if err := r.ResetDelivered(ctx); err != nil {
+	if err := r.ResetDeliveredByID(ctx); err != nil {
 		return rep, err
 	}
 
@@ -120,19 +147,37 @@ func (r *Rig) Outage(ctx context.Context, opt OutageOptions) (OutageReport, erro
 	if err := r.setFaults(ctx, 1); err != nil {
 		return rep, err
 	}
-	var accepted int64
+	restartStep, half := -1, int64(opt.N/2)
+	if opt.Restart != nil {
+		restartStep = middleStep(opt.N, opt.Steps)
+	}
+	var accepted []string
 	for i := range opt.Steps {
 		step := load
-		step.Duration = 0
-		step.Requests = opt.N/opt.Steps + btoi(i < opt.N%opt.Steps)
-		fmt.Fprintf(progress, "outage, step %d of %d: %d notifications\n", i+1, opt.Steps, step.Requests)
-		lr, err := Run(ctx, step)
+		step.Duration, step.KeepAcceptedIDs = 0, true
+		step.Requests = stepSize(opt.N, opt.Steps, i)
+		var lr Report
+		if i == restartStep {
+			fmt.Fprintf(progress, "outage, step %d of %d: %d notifications, the relay restarted once %d deep\n", i+1, opt.Steps, step.Requests, half)
+			var rs OutageRestart
+			lr, rs, err = r.runRestarting(ctx, step, half, opt.Restart)
+			rs.Step = i
+			rep.Restart = &rs
+			load.PID = r.PID // the new process, for the later steps
+		} else {
+			fmt.Fprintf(progress, "outage, step %d of %d: %d notifications\n", i+1, opt.Steps, step.Requests)
+			lr, err = Run(ctx, step)
+		}
 		if err != nil {
 			return rep, err
 		}
-		accepted += lr.LiveOK
+		accepted = append(accepted, lr.AcceptedIDs...)
+		lr.AcceptedIDs = nil // the report keeps the accounting, not the ids
 		rep.Fail += lr.Fail + lr.HTTPErrors + lr.TransportErrors
-		s := OutageStep{Rate: lr.Throughput(), Report: lr, Disk: dirSize(r.spoolDir())}
+		s := OutageStep{Report: lr, Disk: dirSize(r.spoolDir())}
+		if lr.Elapsed > 0 {
+			s.Rate = float64(lr.Requests-lr.TransportErrors) / lr.Elapsed.Seconds()
+		}
 		if s.Depth, err = r.SpoolMessages(ctx); err != nil {
 			return rep, err
 		}
@@ -156,11 +201,11 @@ func (r *Rig) Outage(ctx context.Context, opt OutageOptions) (OutageReport, erro
 		return rep, err
 	}
 	rep.AfterRSS, _ = currentRSS(r.PID)
-	delivered, err := r.Delivered(ctx)
+	delivered, err := r.DeliveredIDs(ctx)
 	if err != nil {
 		return rep, err
 	}
-	rep.Delivery = Accounting{Accepted: accepted, Delivered: delivered}
+	rep.Delivery = CompareIDs(accepted, delivered)
 
 	// After: what the relay gives back.
 	rep.Settle = opt.Settle
@@ -175,26 +220,110 @@ func (r *Rig) Outage(ctx context.Context, opt OutageOptions) (OutageReport, erro
 	fmt.Fprintln(progress)
 	rep.SettledRSS, _ = currentRSS(r.PID)
 	// Late deliveries (none expected) count too.
-	if delivered, err = r.Delivered(ctx); err == nil {
-		rep.Delivery.Delivered = delivered
+	if delivered, err = r.DeliveredIDs(ctx); err == nil {
+		rep.Delivery = CompareIDs(accepted, delivered)
 	}
 	return rep, nil
+}
+
+// stepSize is how many of n notifications step i of steps sends.
+func stepSize(n, steps, i int) int { return n/steps + btoi(i < n%steps) }
+
+// middleStep is the step of the fill during which the spool passes n/2
+// deep, the first whose end is deeper: in it the senders are still
+// sending at n/2.
+func middleStep(n, steps int) int {
+	end := 0
+	for i := range steps {
+		if end += stepSize(n, steps, i); end > n/2 {
+			return i
+		}
+	}
+	return steps - 1
+}
+
+// restartPoll is how often runRestarting reads the spool's depth.
+const restartPoll = 50 * time.Millisecond
+
+// runRestarting runs step, and while it runs restarts the relay with sig
+// once its spool is depth deep and deeper than when the step started, so
+// that the step's senders are being answered (or once the step is over,
+// if it never gets there).
+func (r *Rig) runRestarting(ctx context.Context, step Options, depth int64, sig os.Signal) (Report, OutageRestart, error) {
+	var rs OutageRestart
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	before, err := r.SpoolMessages(ctx)
+	if err != nil {
+		return Report{}, rs, err
+	}
+	type result struct {
+		rep Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := Run(ctx, step)
+		done <- result{rep, err}
+	}()
+	var res *result
+	finish := func(err error) (Report, OutageRestart, error) {
+		if err != nil {
+			cancel()
+		}
+		if res == nil {
+			x := <-done
+			res = &x
+		}
+		return res.rep, rs, errors.Join(err, res.err)
+	}
+	tick := time.NewTicker(restartPoll)
+	defer tick.Stop()
+	for {
+		n, err := r.SpoolMessages(ctx)
+		if err != nil {
+			return finish(err)
+		}
+		if rs.Depth = n; n >= depth && n > before || res != nil {
+			break
+		}
+		select {
+		case x := <-done:
+			res = &x
+		case <-tick.C:
+		}
+	}
+	rs.Sending = res == nil
+	if rs.Restarted, err = r.Restart(ctx, sig); err != nil {
+		return finish(err)
+	}
+	if rs.Recovered, err = r.SpoolMessages(ctx); err != nil {
+		return finish(err)
+	}
+	return finish(nil)
 }
 
 // Print writes the report for a person.
 func (o OutageReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "before     relay RSS %s, spool %s\n", megabytes(o.BeforeRSS), megabytes(o.BeforeDisk))
 	fmt.Fprintf(w, "%10s  %12s  %10s  %10s  %10s  %12s\n", "depth", "answers/s", "rate ratio", "RSS", "RSS-before", "spool disk")
-	for _, s := range o.Steps {
+	for i, s := range o.Steps {
 		ratio := 0.0
 		if r0 := o.Steps[0].Rate; r0 > 0 {
 			ratio = s.Rate / r0
 		}
-		fmt.Fprintf(w, "%10d  %12.0f  %10.2f  %10s  %10s  %12s\n", s.Depth, s.Rate, ratio,
-			megabytes(s.RSS), megabytes(s.RSS-o.BeforeRSS), megabytes(s.Disk))
+		mark := ""
+		if o.Restart != nil && i >= o.Restart.Step {
+			mark = " *" // the new process's
+		}
+		fmt.Fprintf(w, "%10d  %12.0f  %10.2f  %10s  %10s  %12s%s\n", s.Depth, s.Rate, ratio,
+			megabytes(s.RSS), megabytes(s.RSS-o.BeforeRSS), megabytes(s.Disk), mark)
 	}
 	if o.Fail > 0 {
 		fmt.Fprintf(w, "refused    %d notifications answered FAIL or not at all during the outage\n", o.Fail)
+	}
+	if rs := o.Restart; rs != nil {
+		o.printRestart(w, rs)
 	}
 	rate := 0.0
 	if o.Drain > 0 {
@@ -207,11 +336,45 @@ func (o OutageReport) Print(w io.Writer) {
 		megabytes(o.AfterRSS), megabytes(o.DrainPeakRSS), megabytes(o.SettledRSS), o.Settle, megabytes(o.SettledRSS-o.BeforeRSS))
 }
 
-// Err is not nil when a notification answered OK was lost or delivered
-// twice.
+// printRestart writes the restart's lines of the report.
+func (o OutageReport) printRestart(w io.Writer, rs *OutageRestart) {
+	when := "the senders still sending"
+	if !rs.Sending {
+		when = "after its step's senders were done (refusals kept the spool short of half the outage)"
+	}
+	fmt.Fprintf(w, "restart    %s at depth %s, %s: pid %d gone in %.2f s (%s); ready again in %.2f s (listening in %.2f s, and /readyz 200), pid %d, its spool %s deep\n",
+		rs.Signal, thousands(rs.Depth), when, rs.OldPID, rs.Exited.Seconds(), rs.Exit, rs.Ready.Seconds(), rs.Listening.Seconds(), rs.NewPID, thousands(rs.Recovered))
+	var after []string
+	for _, s := range o.Steps[rs.Step:] {
+		after = append(after, megabytes(s.RSS))
+	}
+	fmt.Fprintf(w, "           RSS after it, the new process's (* above: the RSS column is then its): %s at the ends of the steps from depth %s on; %s after the drain\n",
+		strings.Join(after, ", "), thousands(o.Steps[rs.Step].Depth), megabytes(o.AfterRSS))
+}
+
+// thousands formats n with commas between groups of three digits.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Err is not nil when a notification answered OK was lost, or one was
+// delivered more than once.
 func (o OutageReport) Err() error {
-	if o.Delivery.Lost() > 0 || o.Delivery.Duplicates() > 0 {
-		return fmt.Errorf("outage: %s", o.Delivery)
+	if err := o.Delivery.Err(); err != nil {
+		return fmt.Errorf("outage: %w", err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pushrelay/pushrelay/providers/apns"
@@ -34,7 +35,11 @@ type Rig struct {
 	fakes      *exec.Cmd      // the look-alikes' process
 	fakesIn    io.WriteCloser // closing it ends that process
 	fakesErr   bytes.Buffer   // its standard error, for a failed start
+	binary     string         // the relay's executable
+	config     string         // the relay's configuration file
+	addr       string         // the relay's listen address
 	cmd        *exec.Cmd      // the relay's process
+	exited     chan struct{}  // closed once cmd has ended (and was waited for)
 	// URL is the relay's send_push URL; PID its process; MetricsURL its
 	// metrics listener, which also serves /debug/pprof/ when the rig was
 	// started for profiling.
@@ -87,21 +92,128 @@ apps:
 		r.Close()
 		return nil, err
 	}
-	r.cmd = exec.Command(relayBinary, "serve", "--config", config)
-	r.cmd.Stderr = nil // the relay's own logs are not the measurement
-	if err := r.cmd.Start(); err != nil {
+	r.binary, r.config, r.addr = relayBinary, config, addr
+	r.URL = "http://" + addr + "/api/v1/send_push"
+	if err := r.startRelay(context.Background(), 15*time.Second); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("start the relay: %w", err)
+		return nil, err
 	}
-	r.PID, r.URL = r.cmd.Process.Pid, "http://"+addr+"/api/v1/send_push"
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	return r, nil
+}
+
+// startRelay starts the relay's process on the rig's configuration and
+// waits, at most limit, until it listens.
+func (r *Rig) startRelay(ctx context.Context, limit time.Duration) error {
+	cmd := exec.Command(r.binary, "serve", "--config", r.config)
+	cmd.Stderr = nil // the relay's own logs are not the measurement
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the relay: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	r.cmd, r.exited, r.PID = cmd, exited, cmd.Process.Pid
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(limit)
+	for {
+		if c, err := net.Dial("tcp", r.addr); err == nil {
 			c.Close()
-			return r, nil
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the relay exited as it started: %s (try: %s check --config %s)", cmd.ProcessState, r.binary, r.config)
+		case <-deadline:
+			return fmt.Errorf("the relay did not listen on %s within %s (try: %s check --config %s)", r.addr, limit, r.binary, r.config)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
 		}
 	}
-	r.Close()
-	return nil, fmt.Errorf("the relay did not listen on %s within 15s (try: %s check --config %s)", addr, relayBinary, config)
+}
+
+// Restarted is how Rig.Restart went; its durations count from the signal.
+type Restarted struct {
+	Signal         string // "SIGKILL" or "SIGTERM"
+	OldPID, NewPID int
+	// Exit is how the old process ended, as its ProcessState tells it
+	// ("signal: killed", "exit status 0", ...).
+	Exit string
+	// Exited is when the old process was gone, Listening when the new
+	// one accepted a connection, Ready when its /readyz answered 200.
+	Exited, Listening, Ready time.Duration
+}
+
+// restartLimit bounds each wait of a Restart: for the old process to
+// exit (then it is killed), for the new one to listen, and to be ready.
+const restartLimit = 2 * time.Minute
+
+// Restart stops the relay with sig, syscall.SIGKILL or syscall.SIGTERM,
+// waits for its exit, and starts it again on the same configuration and
+// spool; it returns once the new process listens and its /readyz answers
+// 200. From then on the rig's PID is the new process's.
+func (r *Rig) Restart(ctx context.Context, sig os.Signal) (Restarted, error) {
+	res := Restarted{OldPID: r.PID}
+	switch sig {
+	case syscall.SIGKILL:
+		res.Signal = "SIGKILL"
+	case syscall.SIGTERM:
+		res.Signal = "SIGTERM"
+	default:
+		return res, fmt.Errorf("loadgen: restart the relay with SIGKILL or SIGTERM, not %v", sig)
+	}
+	start := time.Now()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		return res, fmt.Errorf("%s the relay (pid %d): %w", res.Signal, r.PID, err)
+	}
+	select {
+	case <-r.exited:
+	case <-ctx.Done():
+		return res, ctx.Err()
+	case <-time.After(restartLimit):
+		r.cmd.Process.Kill()
+		<-r.exited
+		return res, fmt.Errorf("the relay (pid %d) had not exited %s after %s: killed", r.PID, restartLimit, res.Signal)
+	}
+	res.Exited, res.Exit = time.Since(start), r.cmd.ProcessState.String()
+	if err := r.startRelay(ctx, restartLimit); err != nil {
+		return res, fmt.Errorf("after %s: %w", res.Signal, err)
+	}
+	res.NewPID, res.Listening = r.PID, time.Since(start)
+	if err := r.waitReady(ctx, restartLimit); err != nil {
+		return res, fmt.Errorf("after %s: %w", res.Signal, err)
+	}
+	res.Ready = time.Since(start)
+	return res, nil
+}
+
+// waitReady waits, at most limit, until the relay's /readyz answers 200.
+func (r *Rig) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	url := "http://" + r.addr + "/readyz"
+	last := "no answer"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status + " " + strings.TrimSpace(string(body))
+		}
+		select {
+		case <-r.exited:
+			return fmt.Errorf("the relay exited before it was ready: %s", r.cmd.ProcessState)
+		case <-ctx.Done():
+			return fmt.Errorf("the relay's /readyz did not answer 200 within %s: %s", limit, last)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // startLookalikes starts the look-alikes' process and reads where they
@@ -132,22 +244,26 @@ func (r *Rig) startLookalikes(binary string) error {
 
 // Close stops the relay and the look-alikes and removes the rig's files.
 func (r *Rig) Close() {
-	stop(r.cmd, func(p *os.Process) { p.Signal(os.Interrupt) })
-	stop(r.fakes, func(*os.Process) { r.fakesIn.Close() })
+	stop(r.cmd, r.exited, func(p *os.Process) { p.Signal(os.Interrupt) })
+	stop(r.fakes, nil, func(*os.Process) { r.fakesIn.Close() })
 	if r.dir != "" {
 		os.RemoveAll(r.dir)
 	}
 }
 
 // stop asks a started process to end and waits for it, at most 10
-// seconds before killing it.
-func stop(cmd *exec.Cmd, ask func(*os.Process)) {
+// seconds before killing it. exited, when not nil, is closed once the
+// process was waited for; when nil, stop waits for it itself.
+func stop(cmd *exec.Cmd, exited chan struct{}, ask func(*os.Process)) {
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	ask(cmd.Process)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	done := exited
+	if done == nil {
+		done = make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+	}
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -280,6 +396,36 @@ func (r *Rig) Direct(ctx context.Context, opt Options) (Report, error) {
 func (r *Rig) ResetDelivered(ctx context.Context) error {
 	_, err := r.control(ctx, http.MethodPost, "/reset")
 	return err
+}
+
+// ResetDeliveredByID is ResetDelivered, and makes the look-alikes count
+// deliveries by ack id too (DeliveredIDs) until the next ResetDelivered.
+func (r *Rig) ResetDeliveredByID(ctx context.Context) error {
+	_, err := r.control(ctx, http.MethodPost, "/reset?ids=on")
+	return err
+}
+
+// DeliveredIDs returns how many times the look-alikes answered 200 to
+// each ack id since ResetDeliveredByID.
+func (r *Rig) DeliveredIDs(ctx context.Context) (map[string]int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.lookalikes.Control+"/delivered-ids", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("look-alikes GET /delivered-ids: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return nil, fmt.Errorf("look-alikes GET /delivered-ids: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	ids, err := readIDRanges(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("look-alikes GET /delivered-ids: %w", err)
+	}
+	return ids, nil
 }
 
 // directClient is the direct run's client: net/http's, speaking HTTP/2 to
