@@ -24,18 +24,29 @@ const egressLogEvery = 10 * time.Second
 // egressHealth is what an app's sends say of its egress path: whether the
 // last of them met a misconfiguration (egress.ErrMisconfigured: a proxy
 // refusing the credentials, a certificate not trusted, ...), which fails
-// /readyz until a send reaches the provider again. It lives in the app,
-// so a reload starts it afresh. The zero value is ready for use.
+// /readyz until the way is seen to work again. It lives in the app, so a
+// reload starts it afresh. The zero value is ready for use.
+//
+// While a misconfiguration that a probe can check is marked, sends do not
+// try the way again: each is answered with the same failure at once
+// (held), and a probe, at most one per egressProbeEvery, tells when it
+// works again. Trying the way per push would log in to the proxy with
+// the wrong password dozens of times a second, enough for a directory
+// behind the proxy to lock its account; a refused login is therefore
+// probed less and less often (proxyAuthProbeMax).
 type egressHealth struct {
 	bad atomic.Bool // the fast path of every send reads only this
 
-	mu        sync.Mutex
-	problem   string                      // the misconfiguration's text, for /readyz
-	logs      map[string]*egressLogWindow // by reason
-	target    string                      // host:port it was met on, for the probe
-	needH2    bool                        // the probe checks ALPN h2 too
-	lastProbe time.Time
-	probing   bool
+	mu         sync.Mutex
+	problem    string                      // the misconfiguration's text, for /readyz
+	held       *providers.Result           // answered to every send while bad; nil when no probe can clear it
+	logs       map[string]*egressLogWindow // by reason
+	target     string                      // host:port it was met on, for the probe
+	needH2     bool                        // the probe checks ALPN h2 too
+	proxyAuth  bool                        // the proxy refused the login: probes back off
+	lastProbe  time.Time
+	probeFails int // probes in a row that did not get through
+	probing    bool
 }
 
 // egressLogWindow is the rate limit of one app's lines of one reason.
@@ -109,13 +120,22 @@ func (r *Relay) observeEgressSlow(a *app, res providers.Result) {
 	// proxy without credentials, or the host, and what to fix.
 	text := res.Err.Error()
 	var target string
-	var needH2 bool
+	var needH2, proxyAuth bool
 	if me := egress.AsMisconfig(res.Err); me != nil {
-		text, target, needH2 = me.Error(), me.Target, me.Reason == egress.ReasonNoH2
+		text, target = me.Error(), me.Target
+		needH2, proxyAuth = me.Reason == egress.ReasonNoH2, me.Reason == egress.ReasonProxyAuth
 	}
 	now := time.Now()
 	h.mu.Lock()
-	h.problem, h.target, h.needH2 = text, target, needH2
+	h.problem, h.target, h.needH2, h.proxyAuth = text, target, needH2, proxyAuth
+	h.held = nil
+	if target != "" && reason != egress.ReasonHostNotAllowed {
+		held := res
+		h.held = &held
+	}
+	if !h.bad.Load() {
+		h.lastProbe, h.probeFails = now, 0 // the first probe comes egressProbeEvery after the send that failed
+	}
 	h.bad.Store(true)
 	if h.logs == nil {
 		h.logs = map[string]*egressLogWindow{}
@@ -140,11 +160,28 @@ func (r *Relay) observeEgressSlow(a *app, res providers.Result) {
 	}
 }
 
-// clear forgets the misconfiguration once a send reached the provider.
+// heldEgress answers a send to app a whose egress path is marked
+// misconfigured with the failure that marked it, without trying the way
+// again, and starts a probe when one is due. ok is false when nothing is
+// held: the send goes ahead.
+func (r *Relay) heldEgress(st *state, a *app) (res providers.Result, ok bool) {
+	h := &a.egress
+	h.mu.Lock()
+	held := h.held
+	h.mu.Unlock()
+	if held == nil {
+		return providers.Result{}, false
+	}
+	r.reprobe(st, a, time.Now())
+	r.observeEgressSlow(a, *held) // counted, and logged once per egressLogEvery
+	return *held, true
+}
+
+// clear forgets the misconfiguration once the way works again.
 func (h *egressHealth) clear(log *slog.Logger, a *app) {
 	h.mu.Lock()
 	was := h.problem
-	h.problem = ""
+	h.problem, h.held, h.probeFails = "", nil, 0
 	h.bad.Store(false)
 	h.mu.Unlock()
 	if was != "" {
@@ -152,38 +189,57 @@ func (h *egressHealth) clear(log *slog.Logger, a *app) {
 	}
 }
 
-// egressProbeEvery is how often, at most, /readyz probes the way to the
-// host of an app's misconfiguration, and egressProbeTimeout bounds a probe.
+// egressProbeEvery is how often, at most, the way to the host of an app's
+// misconfiguration is probed; proxyAuthProbeMax is how far the wait
+// between probes doubles when the proxy refused the login (a probe is a
+// login); egressProbeTimeout bounds a probe.
 var (
 	egressProbeEvery   = 10 * time.Second
+	proxyAuthProbeMax  = 5 * time.Minute
 	egressProbeTimeout = 10 * time.Second
 )
 
 // reprobeEgress starts, for each app whose egress is marked misconfigured,
-// a probe of the way to the host it failed on (at most one at a time and
-// one per egressProbeEvery), through the current egress path: the proxy,
-// its tunnel, TLS with the certificate verified, ALPN h2 where that was
-// the problem. One that gets through clears the mark. /readyz calls it:
-// a relay taken out of its load balancer by a failing /readyz gets no
-// sends that could clear it, and the fix may be the proxy's, not ours.
+// a probe when one is due (see reprobe). /readyz calls it: a relay taken
+// out of its load balancer by a failing /readyz gets no sends that could
+// start one, and the fix may be the proxy's, not ours.
 func (r *Relay) reprobeEgress() {
 	st := r.state.Load()
 	now := time.Now()
 	for _, a := range st.all() {
-		if !a.egress.bad.Load() {
-			continue
+		if a.egress.bad.Load() {
+			r.reprobe(st, a, now)
 		}
-		h := &a.egress
-		h.mu.Lock()
-		start := !h.probing && h.target != "" && now.Sub(h.lastProbe) >= egressProbeEvery
-		if start {
-			h.probing, h.lastProbe = true, now
-		}
-		target, needH2 := h.target, h.needH2
-		h.mu.Unlock()
-		if start {
-			go r.probeEgress(st.egress, a, target, needH2)
-		}
+	}
+}
+
+// probeInterval is the wait between the start of one probe and the next:
+// egressProbeEvery, doubling after each failed probe up to
+// proxyAuthProbeMax when the proxy refused the login. h.mu is held.
+func (h *egressHealth) probeInterval() time.Duration {
+	if !h.proxyAuth {
+		return egressProbeEvery
+	}
+	return min(egressProbeEvery<<min(h.probeFails, 10), max(proxyAuthProbeMax, egressProbeEvery))
+}
+
+// reprobe starts a probe of the way to the host app a's misconfiguration
+// was met on, through the current egress path (the proxy, its tunnel, TLS
+// with the certificate verified, ALPN h2 where that was the problem), if
+// none is running and the last one started at least egressProbeEvery ago
+// (doubling after each failed one up to proxyAuthProbeMax when the proxy
+// refused the login). One that gets through clears the mark.
+func (r *Relay) reprobe(st *state, a *app, now time.Time) {
+	h := &a.egress
+	h.mu.Lock()
+	start := !h.probing && h.target != "" && now.Sub(h.lastProbe) >= h.probeInterval()
+	if start {
+		h.probing, h.lastProbe = true, now
+	}
+	target, needH2 := h.target, h.needH2
+	h.mu.Unlock()
+	if start {
+		go r.probeEgress(st.egress, a, target, needH2)
 	}
 }
 
@@ -207,7 +263,11 @@ func (r *Relay) probeEgress(eg *egress.Egress, a *app, target string, needH2 boo
 	defer cancel()
 	if res := eg.Probe(ctx, []egress.Target{{Host: host, Port: port, NeedH2: needH2}}); res[0].Err == nil {
 		h.clear(r.log, a)
+		return
 	}
+	h.mu.Lock()
+	h.probeFails++
+	h.mu.Unlock()
 }
 
 // egressProblems lists, for /readyz, each app whose last send met a

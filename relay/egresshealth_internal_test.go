@@ -122,3 +122,29 @@ func BenchmarkObserveEgressDelivered(b *testing.B) {
 		r.observeEgress(a, res)
 	}
 }
+
+// TestEgressProbeInterval: a misconfiguration is probed every
+// egressProbeEvery; a login the proxy refused (each probe is a login)
+// less and less often, up to proxyAuthProbeMax, so that a wrong password
+// does not lock the proxy's account.
+func TestEgressProbeInterval(t *testing.T) {
+	tests := []struct {
+		proxyAuth bool
+		fails     int
+		want      time.Duration
+	}{
+		{false, 0, 10 * time.Second},
+		{false, 7, 10 * time.Second},
+		{true, 0, 10 * time.Second},
+		{true, 1, 20 * time.Second},
+		{true, 3, 80 * time.Second},
+		{true, 5, 5 * time.Minute}, // 320 s, capped
+		{true, 60, 5 * time.Minute},
+	}
+	for _, tc := range tests {
+		h := &egressHealth{proxyAuth: tc.proxyAuth, probeFails: tc.fails}
+		if got := h.probeInterval(); got != tc.want {
+			t.Errorf("proxy_auth %t after %d failed probes: %s, want %s", tc.proxyAuth, tc.fails, got, tc.want)
+		}
+	}
+}

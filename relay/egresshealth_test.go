@@ -324,6 +324,50 @@ func TestProxyRefusingTheCredentials(t *testing.T) {
 	}
 }
 
+// TestMisconfiguredEgressNotRetriedPerPush: once the proxy refused the
+// relay's login, the next pushes are answered FAIL at once, without
+// logging in again: a wrong password tried per push (dozens of times a
+// second) would lock the proxy account in a directory behind it. Only the
+// first push of each app reaches the proxy; the probes come one per
+// egressProbeEvery at most, from the pushes themselves, not only /readyz.
+func TestMisconfiguredEgressNotRetriedPerPush(t *testing.T) {
+	relay.SetEgressProbeEvery(t, time.Hour) // no probe within the test
+	for _, kind := range []string{"http", "socks5"} {
+		t.Run(kind, func(t *testing.T) {
+			opts := egresstest.Options{User: "relay", Password: proxyPassword}
+			proxy := egresstest.NewHTTP(t, opts)
+			if kind == "socks5" {
+				proxy = egresstest.NewSOCKS5(t, opts)
+			}
+			r := startEgress(t, func(c sandbox.Credentials) string {
+				return fmt.Sprintf("proxy: %q, ca_file: %q", proxy.URLWith(url.UserPassword("relay", wrongPassword)), c.CAFile)
+			}, "")
+			const n = 40
+			for _, app := range []string{"apple_rn", "android_rn"} {
+				statuses, errs := r.pushMany(t, app, "held-"+app, n)
+				if !all(statuses, "FAIL") || !strings.Contains(errs[n-1], "check egress.proxy credentials") {
+					t.Fatalf("%s: answers %v (%q), want FAIL naming the fix each", app, statuses, errs[n-1])
+				}
+				if got := r.metricValue(t, `pushrelay_egress_errors_total{app="`+app+`",reason="proxy_auth"}`); got != n {
+					t.Errorf("%s: pushrelay_egress_errors_total{reason=proxy_auth} = %v, want %d: each held answer counts", app, got, n)
+				}
+			}
+			// One refused login per app (FCM's is its OAuth token's).
+			if got := len(proxy.Requests()); got > 2 {
+				t.Errorf("the proxy saw %d logins for %d pushes, want one per app", got, 2*n)
+			}
+			if code, _ := r.readyz(t); code != http.StatusServiceUnavailable {
+				t.Errorf("/readyz = %d, want 503", code)
+			}
+			// A reload with the right password sends at once.
+			r.reconfigure(t, fmt.Sprintf("proxy: %q, ca_file: %q", proxy.URL(), r.creds.CAFile))
+			if statuses, _ := r.pushMany(t, "apple_rn", "fixed", 2); !all(statuses, "OK") {
+				t.Errorf("after the reload: %v, want OK", statuses)
+			}
+		})
+	}
+}
+
 // TestTargetCertificateMisconfigured: an APNs endpoint whose certificate
 // is not trusted (a TLS-inspecting proxy re-signing it) or is for another
 // name answers FAIL with tls_untrusted or tls_name, fails /readyz, and

@@ -314,6 +314,11 @@ var errProviderFailing = errors.New("provider is failing; kept for redelivery")
 
 // send makes one attempt, within ctx's deadline, and records it.
 func (r *Relay) send(ctx context.Context, st *state, a *app, n *wire.Notification, at providers.Attempt) (providers.Result, time.Duration) {
+	if a.egress.bad.Load() {
+		if res, held := r.heldEgress(st, a); held {
+			return res, 0 // the way is misconfigured: not tried again until a probe gets through
+		}
+	}
 	sendCtx := providers.WithAttempt(ctx, at)
 	start := time.Now()
 	res := a.send.Send(sendCtx, n)

@@ -136,8 +136,8 @@ func proxyMisconfig(err error, p *url.URL, target, src string) *MisconfigError {
 			return mis(ReasonProxyAuth, fmt.Sprintf("SOCKS5 proxy %s accepts neither no authentication nor a user and password", proxy),
 				"check with the proxy's owners how it authenticates, and egress.proxy")
 		case strings.Contains(msg, "no acceptable authentication methods"):
-			return mis(ReasonProxyAuth, fmt.Sprintf("SOCKS5 proxy %s wants credentials", proxy),
-				"it wants credentials: socks5://user:password@host:port in egress.proxy")
+			return mis(ReasonProxyAuth, fmt.Sprintf("SOCKS5 proxy %s wants a user and password, and egress.proxy has none", proxy),
+				"write them into egress.proxy: socks5://user:password@host:port")
 		case strings.Contains(msg, "not allowed by ruleset"):
 			return mis(ReasonProxyRefused, fmt.Sprintf("SOCKS5 proxy %s refused the tunnel to %s (not allowed by its rules)", proxy, target),
 				fmt.Sprintf("allow %s%s in the proxy's rules", target, from(src)))
@@ -149,7 +149,7 @@ func proxyMisconfig(err error, p *url.URL, target, src string) *MisconfigError {
 		case pe.status == http.StatusProxyAuthRequired && pe.auth:
 			return mis(ReasonProxyAuth, what, "check egress.proxy credentials (the user and password)")
 		case pe.status == http.StatusProxyAuthRequired:
-			return mis(ReasonProxyAuth, what, "it wants credentials: http://user:password@host:port in egress.proxy")
+			return mis(ReasonProxyAuth, what, "the proxy wants a user and password: write them into egress.proxy: http://user:password@host:port")
 		case pe.status >= 400 && pe.status < 500:
 			return mis(ReasonProxyRefused, what, fmt.Sprintf("allow CONNECT to %s%s in the proxy's rules", target, from(src)))
 		}
@@ -225,7 +225,8 @@ func noH2(host, addr, proto string) *MisconfigError {
 	return &MisconfigError{
 		Reason: ReasonNoH2,
 		What:   fmt.Sprintf("%s does not speak HTTP/2: the server chose %s, not h2", addr, got),
-		Fix:    fmt.Sprintf("HTTP/2 is required: let TLS to %s through untouched (no TLS inspection), or make the inspecting proxy speak h2", host),
+		Fix: fmt.Sprintf("HTTP/2 is required: if %s is a reverse proxy or gateway of yours, enable HTTP/2 (ALPN h2) on it; "+
+			"else let TLS to %s through untouched (no TLS inspection), or make the inspecting proxy speak h2", host, host),
 		Err:    errors.New("ALPN did not select h2"),
 		Target: addr,
 	}

@@ -212,6 +212,10 @@ func (r *probeRun) direct(ctx context.Context) (conn net.Conn, done bool) {
 	if err != nil {
 		src := e.sourceFor(first)
 		fix := fmt.Sprintf("allow TCP %d from %s to %s on the firewall", t.Port, src, t.Host)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			fix = fmt.Sprintf("nothing accepted the connection at %s: check the endpoint in the config, and allow TCP %d from %s to %s on the firewall",
+				r.addr, t.Port, src, t.Host)
+		}
 		if errors.Is(err, syscall.EADDRNOTAVAIL) && e.source != "" {
 			fix = fmt.Sprintf("egress.source_address %s is not an address of this host: use one it has", e.source)
 		}
@@ -260,6 +264,10 @@ func (r *probeRun) viaProxy(ctx context.Context, p *url.URL) (conn net.Conn, don
 			port := proxyAddr(p)[strings.LastIndex(proxyAddr(p), ":")+1:]
 			fix = fmt.Sprintf("allow TCP %s from %s to the proxy %s on the firewall, or correct egress.proxy",
 				port, e.sourceFor(net.ParseIP(p.Hostname())), p.Hostname())
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				fix = fmt.Sprintf("nothing accepted the connection at %s: check that the proxy runs there and that egress.proxy names its address and port, "+
+					"and that no firewall rejects TCP %s from %s to the proxy %s", proxyAddr(p), port, e.sourceFor(net.ParseIP(p.Hostname())), p.Hostname())
+			}
 		}
 		r.fail(step, err, fix)
 		return nil, true

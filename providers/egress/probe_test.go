@@ -121,7 +121,7 @@ func TestProbe(t *testing.T) {
 			name: "proxy not listening", cfg: egress.Config{Proxy: "http://relay:" + password + "@127.0.0.1:" + strconv.Itoa(closedPort(t)), SourceAddress: source},
 			target: func(*egress.Egress) egress.Target { return apnsTarget },
 			path:   "via http://127.0.0.1:", steps: "allowlist,dns,proxy",
-			fix: "from " + source + " to the proxy 127.0.0.1 on the firewall",
+			fix: "check that the proxy runs there and that egress.proxy names its address and port, and that no firewall rejects TCP ",
 		},
 		{
 			name: "wrong proxy password", cfg: egress.Config{Proxy: plainProxy.URLWith(wrong), CAFile: caFile},
@@ -133,7 +133,7 @@ func TestProbe(t *testing.T) {
 			name: "no proxy credentials", cfg: egress.Config{Proxy: plainProxy.URLWith(nil), CAFile: caFile},
 			target: func(*egress.Egress) egress.Target { return apnsTarget },
 			path:   "via http://", steps: "allowlist,dns,proxy,connect",
-			fix: "proxy refused CONNECT: 407, it wants credentials: http://user:password@host:port in egress.proxy",
+			fix: "proxy refused CONNECT: 407, the proxy wants a user and password: write them into egress.proxy: http://user:password@host:port",
 		},
 		{
 			name: "wrong SOCKS5 password", cfg: egress.Config{Proxy: socksProxy.URLWith(wrong), CAFile: caFile},
@@ -253,7 +253,8 @@ func TestWriteReport(t *testing.T) {
 	for i, want := range []string{
 		"HOST PORT PATH RESULT TO FIX",
 		"127.0.0.1 " + apnsPort + " direct from 127.0.0.2 ok -",
-		"127.0.0.1 " + strconv.Itoa(dead) + " direct from 127.0.0.2 FAIL at tcp allow TCP " + strconv.Itoa(dead) + " from 127.0.0.2 to 127.0.0.1 on the firewall",
+		"127.0.0.1 " + strconv.Itoa(dead) + " direct from 127.0.0.2 FAIL at tcp nothing accepted the connection at 127.0.0.1:" + strconv.Itoa(dead) +
+			": check the endpoint in the config, and allow TCP " + strconv.Itoa(dead) + " from 127.0.0.2 to 127.0.0.1 on the firewall",
 		"",
 		"127.0.0.1:" + apnsPort,
 		"ok allowlist 127.0.0.1 is in egress.allowed_hosts",

@@ -342,7 +342,7 @@ func TestProxyRefusalsAreClearAndPasswordFree(t *testing.T) {
 		{"407 with wrong credentials", httpProxy.URLWith(wrong),
 			[]string{"proxy http://" + httpProxy.Addr() + " refused CONNECT", "407 Proxy Authentication Required", "check egress.proxy credentials (the user and password)"}},
 		{"407 without credentials", httpProxy.URLWith(nil),
-			[]string{"407 Proxy Authentication Required", "it wants credentials"}},
+			[]string{"407 Proxy Authentication Required", "wants a user and password"}},
 		{"SOCKS5 with wrong credentials", socksProxy.URLWith(wrong),
 			[]string{"SOCKS5 proxy socks5://" + socksProxy.Addr(), "authentication failed"}},
 	} {
