@@ -60,7 +60,7 @@ func newEgressErrors(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pushrelay_egress_errors_total",
 		Help: "Sends that failed because the egress path is misconfigured, not down, by app and reason " +
-			"(proxy_auth, proxy_refused, proxy_tls, tls_untrusted, tls_name, no_h2, host_not_allowed); each answers FAIL.",
+			"(proxy_auth, proxy_refused, proxy_tls, tls_untrusted, tls_name, no_h2, host_not_allowed, wrong_endpoint); each answers FAIL.",
 	}, []string{"app", "reason"})
 	reg.MustRegister(c)
 	return c
@@ -127,16 +127,23 @@ func (r *Relay) observeEgressSlow(a *app, res providers.Result) {
 	}
 	now := time.Now()
 	h.mu.Lock()
-	h.problem, h.target, h.needH2, h.proxyAuth = text, target, needH2, proxyAuth
-	h.held = nil
-	if target != "" && reason != egress.ReasonHostNotAllowed {
-		held := res
-		h.held = &held
+	// An endpoint that answers in the provider's place (wrong_endpoint) is
+	// counted and logged, not marked: the way works, so no probe could
+	// tell when its routes are fixed, and a /readyz failing until the next
+	// send gets through would keep a relay out of its load balancer, with
+	// no sends, for good. Its pushes keep going (no login is involved).
+	if reason != egress.ReasonWrongEndpoint {
+		h.problem, h.target, h.needH2, h.proxyAuth = text, target, needH2, proxyAuth
+		h.held = nil
+		if target != "" && reason != egress.ReasonHostNotAllowed {
+			held := res
+			h.held = &held
+		}
+		if !h.bad.Load() {
+			h.lastProbe, h.probeFails = now, 0 // the first probe comes egressProbeEvery after the send that failed
+		}
+		h.bad.Store(true)
 	}
-	if !h.bad.Load() {
-		h.lastProbe, h.probeFails = now, 0 // the first probe comes egressProbeEvery after the send that failed
-	}
-	h.bad.Store(true)
 	if h.logs == nil {
 		h.logs = map[string]*egressLogWindow{}
 	}

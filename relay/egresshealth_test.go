@@ -476,3 +476,39 @@ func TestProxyRestartedMidRun(t *testing.T) {
 		return code == http.StatusOK
 	})
 }
+
+// TestEndpointAnsweringInTheProvidersPlace: a reverse proxy in front of
+// APNs that does not route its path answers its own 404, without APNs'
+// reason. Each push answers FAIL saying so and naming the endpoint key;
+// it is counted as wrong_endpoint and logged once per window, not once per
+// push; /readyz stays ready (no probe could tell when the routes are
+// fixed); nothing is spooled and no token is called dead.
+func TestEndpointAnsweringInTheProvidersPlace(t *testing.T) {
+	proxy := httptest.NewUnstartedServer(http.NotFoundHandler())
+	proxy.EnableHTTP2 = true
+	proxy.StartTLS()
+	defer proxy.Close()
+	ca := filepath.Join(t.TempDir(), "proxy-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: proxy.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startEgress(t, func(sandbox.Credentials) string { return "ca_file: " + strconv.Quote(ca) }, proxy.URL)
+	const n = 20
+	statuses, errs := r.pushMany(t, "apple_rn", "routed-elsewhere", n)
+	if !all(statuses, "FAIL") || !strings.Contains(errs[0], "answered HTTP 404, not as APNs does") ||
+		!strings.Contains(errs[0], "apps[].apns.endpoint") {
+		t.Fatalf("answers %v %q, want FAIL saying the 404 is not APNs' and naming the endpoint key", statuses, errs[0])
+	}
+	if got := r.metricValue(t, `pushrelay_egress_errors_total{app="apple_rn",reason="wrong_endpoint"}`); got != n {
+		t.Errorf("pushrelay_egress_errors_total{reason=wrong_endpoint} = %v, want %d", got, n)
+	}
+	if got := r.loudLines(t, "apple_rn"); got != 1 {
+		t.Errorf("%d lines at warn or error level for %d pushes, want one", got, n)
+	}
+	if code, problems := r.readyz(t); code != http.StatusOK {
+		t.Errorf("/readyz = %d %q, want 200", code, problems)
+	}
+	if metric(t, r.harness, `outcome="spooled"`) || metric(t, r.harness, `outcome="removed"`) {
+		t.Error("spooled, or a token called dead, on an answer that is not APNs'")
+	}
+}

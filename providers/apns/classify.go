@@ -77,8 +77,9 @@ var knownReasons = func() map[string]string {
 	return m
 }()
 
-// classify turns APNs' answer into a Result.
-func classify(status int, reason string, retryAfter time.Duration, deviceToken string) providers.Result {
+// classify turns APNs' answer into a Result. host is the endpoint's
+// host[:port].
+func classify(status int, reason string, retryAfter time.Duration, host, deviceToken string) providers.Result {
 	if status == apns2.StatusSent {
 		return providers.Delivery()
 	}
@@ -87,6 +88,12 @@ func classify(status int, reason string, retryAfter time.Duration, deviceToken s
 	case apns2.ReasonBadDeviceToken, apns2.ReasonUnregistered,
 		apns2.ReasonMissingDeviceToken, apns2.ReasonDeviceTokenNotForTopic:
 		return providers.Dead(label)
+	}
+	if reason == "" && status >= 400 && status < 500 && status != http.StatusTooManyRequests {
+		// APNs gives every refusal a JSON reason: this one is from
+		// something else (a reverse proxy's 404, a gateway's 403).
+		return providers.Permanent(egress.ReasonWrongEndpoint,
+			fmt.Errorf("apns: %w", egress.NotProvider("APNs", status, host, "apps[].apns.endpoint", "")))
 	}
 	err := statusError(status, reason, label, deviceToken)
 	switch {

@@ -36,7 +36,7 @@ func TestEveryDeadTokenReasonIsTokenDead(t *testing.T) {
 			}
 			// Whatever the status a gateway puts on it, the reason decides.
 			for _, status := range []int{http.StatusBadRequest, http.StatusGone, http.StatusServiceUnavailable} {
-				if got := classify(status, c.reason, 0, token); got.Outcome != providers.TokenDead {
+				if got := classify(status, c.reason, 0, "api.push.apple.com", token); got.Outcome != providers.TokenDead {
 					t.Errorf("classify(%d, %s) = %v, want TokenDead", status, c.reason, got.Outcome)
 				}
 			}

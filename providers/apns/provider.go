@@ -165,7 +165,7 @@ func (p *Provider) Send(ctx context.Context, n *wire.Notification) providers.Res
 	if b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody)); err == nil {
 		json.Unmarshal(b, &body)
 	}
-	r := classify(resp.StatusCode, body.Reason, retryAfter, n.DeviceID)
+	r := classify(resp.StatusCode, body.Reason, retryAfter, p.url.Host, n.DeviceID)
 	if r.Reason == apns2.ReasonExpiredProviderToken {
 		p.renewToken()
 	}

@@ -492,10 +492,12 @@ func TestClassifyWithoutReason(t *testing.T) {
 		{502, providers.Retry, "other"},
 		{503, providers.Retry, "ServiceUnavailable"},
 		{429, providers.Retry, "TooManyRequests"},
-		{410, providers.Failed, "other"},
-		{407, providers.Failed, "other"},
+		// APNs gives every refusal a reason: one without is not APNs'.
+		{410, providers.Failed, "wrong_endpoint"},
+		{407, providers.Failed, "wrong_endpoint"},
+		{404, providers.Failed, "wrong_endpoint"},
 	} {
-		res := classify(c.status, "", 0, "tok")
+		res := classify(c.status, "", 0, "api.push.apple.com", "tok")
 		if res.Outcome != c.outcome || res.Reason != c.reason {
 			t.Errorf("classify(%d) = %v/%q, want %v/%q", c.status, res.Outcome, res.Reason, c.outcome, c.reason)
 		}

@@ -46,11 +46,35 @@ const (
 	ReasonNoH2 = "no_h2"
 	// ReasonHostNotAllowed: the host is not in egress.allowed_hosts.
 	ReasonHostNotAllowed = "host_not_allowed"
+	// ReasonWrongEndpoint: the endpoint answered a refusal (a 4xx) that is
+	// not the provider's: its URL is wrong, or a reverse proxy or gateway in
+	// front of the provider answers in its place (see NotProvider).
+	ReasonWrongEndpoint = "wrong_endpoint"
 )
 
 // MisconfigReasons lists every MisconfigError.Reason.
 func MisconfigReasons() []string {
-	return []string{ReasonProxyAuth, ReasonProxyRefused, ReasonProxyTLS, ReasonTLSUntrusted, ReasonTLSName, ReasonNoH2, ReasonHostNotAllowed}
+	return []string{ReasonProxyAuth, ReasonProxyRefused, ReasonProxyTLS, ReasonTLSUntrusted, ReasonTLSName, ReasonNoH2,
+		ReasonHostNotAllowed, ReasonWrongEndpoint}
+}
+
+// NotProvider is the MisconfigError of a refusal (HTTP status, a 4xx)
+// from host that is not the provider's own: its body lacks the provider's
+// error format. provider names it ("APNs"), key the config key of the
+// endpoint ("apps[].apns.endpoint"); answer, when not empty, quotes the
+// start of the body (bounded, without the device token). A probe cannot
+// tell when it is fixed (the way itself works): it has no Target.
+func NotProvider(provider string, status int, host, key, answer string) *MisconfigError {
+	what := fmt.Sprintf("%s answered HTTP %d, not as %s does", host, status, provider)
+	if answer != "" {
+		what += " (" + answer + ")"
+	}
+	return &MisconfigError{
+		Reason: ReasonWrongEndpoint,
+		What:   what,
+		Fix:    fmt.Sprintf("a wrong URL, or a reverse proxy or gateway answers in its place: check %s and that proxy's routes", key),
+		Err:    fmt.Errorf("HTTP %d", status),
+	}
 }
 
 // MisconfigError is a failure of the egress path that only a change of

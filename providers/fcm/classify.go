@@ -116,6 +116,13 @@ func classify(status int, retryAfter string, body []byte, host, token string) pr
 	case codeThirdPartyAuth, codeAPNSAuth:
 		reason = codeThirdPartyAuth
 	}
+	if reason == "" && g.Error.Status == "" && g.Error.Message == "" && status >= 400 && status < 500 && status != http.StatusTooManyRequests {
+		// Google's refusals carry its error object: this one is from
+		// something else (a reverse proxy's 404, a gateway's 403), or the
+		// URL is one no Google service knows.
+		return providers.Permanent(egress.ReasonWrongEndpoint, scrub(
+			fmt.Errorf("fcm: %w", egress.NotProvider("FCM", status, host, "apps[].fcm.endpoint", wire.TruncateUTF8(bodyText(body, token), 64))), token))
+	}
 	code := reason
 	if code == "" {
 		code = platformCode(g.Error.Status, status)

@@ -226,15 +226,22 @@ func TestClassify(t *testing.T) {
 		{name: "500, whitespace only", status: 500, body: " \n", outcome: providers.Retry, reason: "INTERNAL",
 			err: "fcm: INTERNAL: HTTP 500 without a body"},
 		{name: "a redirect", status: 307, body: "moved", outcome: providers.Failed, reason: ReasonOther, err: "fcm: HTTP 307: moved"},
-		{name: "teapot", status: 418, body: "I'm a teapot", outcome: providers.Failed, reason: ReasonOther, err: "fcm: HTTP 418: I'm a teapot"},
+		// A refusal without Google's error object is not FCM's.
+		{name: "teapot", status: 418, body: "I'm a teapot", outcome: providers.Failed, reason: "wrong_endpoint",
+			err: "fcm: egress misconfigured: fcm.example:443 answered HTTP 418, not as FCM does (I'm a teapot)" + wrongEndpointFix},
+		{name: "a reverse proxy's 404", status: 404, body: "<html><body><h1>404 Not Found</h1></body></html>", outcome: providers.Failed,
+			reason: "wrong_endpoint", err: "fcm: egress misconfigured: fcm.example:443 answered HTTP 404, not as FCM does (<html><body><h1>404 Not Found</h1></body></html>)" + wrongEndpointFix},
 
 		// The device token never shows, even where a quote is cut.
 		{name: "message echoing the token", status: 400, body: gerr(400, "INVALID_ARGUMENT", "bad token "+token),
 			outcome: providers.Failed, reason: "INVALID_ARGUMENT",
 			err: "fcm: INVALID_ARGUMENT: bad token token:" + wire.TokenHash(token)},
-		{name: "body echoing the token across the cut", status: 418, body: strings.Repeat("x", maxQuote-10) + " " + token,
-			outcome: providers.Failed, reason: ReasonOther,
-			err: "fcm: HTTP 418: " + wire.TruncateUTF8(strings.Repeat("x", maxQuote-10)+" token:"+wire.TokenHash(token), maxQuote)},
+		{name: "body echoing the token across the cut", status: 502, body: strings.Repeat("x", maxQuote-10) + " " + token,
+			outcome: providers.Retry, reason: ReasonOther,
+			err: "fcm: HTTP 502: " + wire.TruncateUTF8(strings.Repeat("x", maxQuote-10)+" token:"+wire.TokenHash(token), maxQuote)},
+		{name: "foreign refusal echoing the token", status: 403, body: "denied " + token,
+			outcome: providers.Failed, reason: "wrong_endpoint",
+			err: "fcm: egress misconfigured: fcm.example:443 answered HTTP 403, not as FCM does (denied token:" + wire.TokenHash(token) + ")" + wrongEndpointFix},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := classify(tc.status, tc.retryAfter, []byte(tc.body), "fcm.example:443", token)
@@ -318,3 +325,6 @@ func BenchmarkIsFCMAnswer(b *testing.B) {
 		}
 	}
 }
+
+// wrongEndpointFix ends the error of a refusal that is not FCM's.
+const wrongEndpointFix = ": a wrong URL, or a reverse proxy or gateway answers in its place: check apps[].fcm.endpoint and that proxy's routes"

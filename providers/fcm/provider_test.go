@@ -465,7 +465,7 @@ func TestSendForeignAnswers(t *testing.T) {
 		{name: "200 but not FCM's answer", answer: reply(200, "Content-Type: text/html", "<html>captive portal</html>"),
 			outcome: providers.Retry, reason: "other", errHas: "but not FCM's answer"},
 		{name: "long answer", answer: reply(418, "", strings.Repeat("x", 5000)),
-			outcome: providers.Failed, reason: "other", errHas: "fcm: HTTP 418: xxx"},
+			outcome: providers.Failed, reason: "wrong_endpoint", errHas: "answered HTTP 418, not as FCM does (xxx"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mu.Lock()
