@@ -1,0 +1,243 @@
+package egress
+
+import (
+	"crypto/tls"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// limitServer is a raw HTTP/2 server on loopback for the lanes' tests.
+// Each connection advertises SETTINGS_MAX_CONCURRENT_STREAMS (the
+// server's limit when it starts; setLimit changes it on the open ones
+// too), refuses a stream beyond it with REFUSED_STREAM (RFC 9113 5.1.2),
+// and holds every answer until release.
+type limitServer struct {
+	url      string
+	d        *h2Dialer
+	arrived  chan *limitConn // the connection of each request taken
+	released chan struct{}   // closed: answer all, now and from now on
+	once     sync.Once
+
+	mu      sync.Mutex
+	limit   uint32
+	conns   []*limitConn
+	refused int
+}
+
+// limitConn is one connection of a limitServer.
+type limitConn struct {
+	n     int           // from 1, in the order they came
+	ready chan struct{} // closed when the client ACKed our first SETTINGS
+	acks  chan struct{} // a value for each later ACK
+
+	wmu sync.Mutex
+	fr  *http2.Framer
+
+	// Under the server's mu.
+	limit   uint32
+	open    int // streams taken and not yet answered
+	streams int // streams taken
+}
+
+func newLimitServer(t *testing.T, limit uint32) *limitServer {
+	t.Helper()
+	s := &limitServer{
+		arrived:  make(chan *limitConn, 1000),
+		released: make(chan struct{}),
+		limit:    limit,
+	}
+	s.url, s.d = rawH2ServerConn(t, func(_ *tls.Conn, fr *http2.Framer, n int) { s.serve(fr, n) })
+	t.Cleanup(s.release) // before the listener's cleanup: no answer stays held
+	return s
+}
+
+func (s *limitServer) release() { s.once.Do(func() { close(s.released) }) }
+
+func (s *limitServer) serve(fr *http2.Framer, n int) {
+	c := &limitConn{n: n, fr: fr, ready: make(chan struct{}), acks: make(chan struct{}, 16)}
+	s.mu.Lock()
+	c.limit = s.limit
+	s.conns = append(s.conns, c)
+	c.wmu.Lock()
+	fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.limit})
+	c.wmu.Unlock()
+	s.mu.Unlock()
+	acked := false
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			switch {
+			case !f.IsAck():
+				c.wmu.Lock()
+				fr.WriteSettingsAck()
+				c.wmu.Unlock()
+			case !acked:
+				acked = true
+				close(c.ready)
+			default:
+				c.acks <- struct{}{}
+			}
+		case *http2.MetaHeadersFrame:
+			s.take(c, f.StreamID)
+		case *http2.GoAwayFrame:
+			return
+		}
+	}
+}
+
+// take holds stream id until release, or refuses it beyond the limit.
+func (s *limitServer) take(c *limitConn, id uint32) {
+	s.mu.Lock()
+	refuse := uint32(c.open) >= c.limit
+	if refuse {
+		s.refused++
+	} else {
+		c.open++
+		c.streams++
+	}
+	s.mu.Unlock()
+	if refuse {
+		c.wmu.Lock()
+		c.fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
+		c.wmu.Unlock()
+		return
+	}
+	s.arrived <- c
+	go func() {
+		<-s.released
+		s.mu.Lock()
+		c.open-- // before the answer: the client may send the next at once
+		s.mu.Unlock()
+		c.wmu.Lock()
+		h2Answer(c.fr, id, "ok")
+		c.wmu.Unlock()
+	}()
+}
+
+// setLimit makes limit the server's, for the connections open (once
+// their client ACKed it) and those to come.
+func (s *limitServer) setLimit(t *testing.T, limit uint32) {
+	t.Helper()
+	s.mu.Lock()
+	s.limit = limit
+	conns := slices.Clone(s.conns)
+	for _, c := range conns {
+		c.limit = limit
+		c.wmu.Lock()
+		c.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: limit})
+		c.wmu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		select {
+		case <-c.acks:
+		case <-time.After(h2Wait):
+			t.Fatalf("connection %d: no ACK of MAX_CONCURRENT_STREAMS %d", c.n, limit)
+		}
+	}
+}
+
+// stats returns the number of connections, of refused streams, and of
+// the streams each connection took.
+func (s *limitServer) stats() (conns, refused int, streams []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		streams = append(streams, c.streams)
+	}
+	return len(s.conns), s.refused, streams
+}
+
+// limitClient is lanes of h2Transports to s, as HTTP2Transport makes them,
+// and the requests it sends.
+type limitClient struct {
+	t  *testing.T
+	s  *limitServer
+	l  *lanes
+	wg sync.WaitGroup
+}
+
+func newLimitClient(t *testing.T, s *limitServer) *limitClient {
+	lc := &limitClient{t: t, s: s}
+	lc.l = newLanes(func() http.RoundTripper { return &h2Transport{dial: s.d.dial} })
+	t.Cleanup(func() {
+		s.release()
+		lc.wg.Wait()
+		lc.l.CloseIdleConnections()
+	})
+	return lc
+}
+
+// send sends a request, which ends when the server releases it.
+func (lc *limitClient) send() {
+	ctx := h2Ctx(lc.t)
+	lc.wg.Go(func() {
+		resp, body, err := h2Do(ctx, lc.l, http.MethodGet, lc.s.url+"/", nil, nil)
+		if err != nil {
+			lc.t.Error(err)
+		} else if resp.StatusCode != 200 || string(body) != "ok" {
+			lc.t.Errorf("status %d body %q, want 200 ok", resp.StatusCode, body)
+		}
+	})
+}
+
+// sendArrived sends a request and waits until the server holds it and
+// the client knows the server's limit on its connection, which it returns.
+func (lc *limitClient) sendArrived() *limitConn {
+	lc.t.Helper()
+	lc.send()
+	select {
+	case c := <-lc.s.arrived:
+		select {
+		case <-c.ready:
+		case <-time.After(h2Wait):
+			lc.t.Fatalf("connection %d: the client never ACKed the SETTINGS", c.n)
+		}
+		return c
+	case <-time.After(h2Wait):
+		lc.t.Fatal("a request never reached the server")
+		return nil
+	}
+}
+
+// inFlight is how many requests the lanes carry.
+func (lc *limitClient) inFlight() int {
+	n := 0
+	for _, ln := range *lc.l.all.Load() {
+		n += int(ln.inFlight.Load())
+	}
+	return n
+}
+
+// TestH2StreamLimit: h2Transport.streamLimit tells its connection's
+// MAX_CONCURRENT_STREAMS once the server's SETTINGS are in, follows it
+// when the server changes it, and knows none once the connection closed.
+func TestH2StreamLimit(t *testing.T) {
+	s := newLimitServer(t, 3)
+	lc := newLimitClient(t, s)
+	tr := (*lc.l.all.Load())[0].rt.(*h2Transport)
+	check := func(when string, want int, wantOK bool) {
+		t.Helper()
+		if n, ok := tr.streamLimit(); n != want || ok != wantOK {
+			t.Errorf("%s: streamLimit %d, %v; want %d, %v", when, n, ok, want, wantOK)
+		}
+	}
+	check("before any connection", 0, false)
+	lc.sendArrived()
+	check("after the server's SETTINGS", 3, true)
+	s.setLimit(t, 1)
+	check("after the server lowered it", 1, true)
+	s.release()
+	lc.wg.Wait()
+	tr.CloseIdleConnections()
+	check("once the connection closed", 0, false)
+}
