@@ -2,6 +2,7 @@ package egress
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -240,4 +241,155 @@ func TestH2StreamLimit(t *testing.T) {
 	lc.wg.Wait()
 	tr.CloseIdleConnections()
 	check("once the connection closed", 0, false)
+}
+
+// TestLanesFollowMaxConcurrentStreams: n requests in flight at once to a
+// server allowing limit streams per connection open as many connections
+// as they need at limit (or perLane) each, up to maxLanes; beyond, they
+// wait, with no stream refused. The requests are sent one by one, each
+// once the one before reached the server and its connection's SETTINGS
+// are in: what is counted is connections, not time.
+func TestLanesFollowMaxConcurrentStreams(t *testing.T) {
+	for _, tc := range []struct {
+		limit     uint32
+		n         int
+		wantConns int
+	}{
+		{limit: 1, n: 3, wantConns: 3},
+		{limit: 1, n: 2 * maxLanes, wantConns: maxLanes},
+		{limit: 3, n: 7, wantConns: 3},
+		{limit: 100, n: 50, wantConns: 1},
+		{limit: 128, n: perLane + 1, wantConns: 2}, // perLane is the cap
+	} {
+		t.Run(fmt.Sprintf("limit=%d,n=%d", tc.limit, tc.n), func(t *testing.T) {
+			s := newLimitServer(t, tc.limit)
+			lc := newLimitClient(t, s)
+			room := maxLanes * min(int(tc.limit), perLane)
+			for i := range tc.n {
+				if i < room {
+					lc.sendArrived()
+				} else {
+					lc.send() // waits for a stream in a lane's client
+				}
+			}
+			waitFor(t, "every request in a lane", func() bool { return lc.inFlight() == tc.n })
+			conns, refused, _ := s.stats()
+			if conns != tc.wantConns || lc.l.count() != tc.wantConns || int(s.d.dials.Load()) != tc.wantConns {
+				t.Errorf("%d requests at once: %d connections, %d lanes, %d dials; want %d",
+					tc.n, conns, lc.l.count(), s.d.dials.Load(), tc.wantConns)
+			}
+			s.release()
+			lc.wg.Wait()
+			if conns, refused2, streams := s.stats(); refused2 != refused || refused != 0 || conns != tc.wantConns {
+				t.Errorf("%d connections %v, %d streams refused; want %d connections, none refused", conns, streams, refused2, tc.wantConns)
+			}
+		})
+	}
+}
+
+// TestLanesFollowAChangedLimit: a MAX_CONCURRENT_STREAMS lowered on an
+// open connection makes its lane full, and new requests open new lanes;
+// raised again, the lanes open take requests again.
+func TestLanesFollowAChangedLimit(t *testing.T) {
+	s := newLimitServer(t, 100)
+	lc := newLimitClient(t, s)
+	for range 4 {
+		if c := lc.sendArrived(); c.n != 1 {
+			t.Fatalf("under the limit 100, a request on connection %d; want 1", c.n)
+		}
+	}
+	s.setLimit(t, 1) // connection 1 carries 4 streams: more than allowed now
+	for want := 2; want <= 3; want++ {
+		if c := lc.sendArrived(); c.n != want {
+			t.Fatalf("with the limit lowered to 1, a request on connection %d; want a new one, %d", c.n, want)
+		}
+	}
+	s.setLimit(t, 100)
+	// Lanes 2 and 3 carry 1 request each, lane 1 carries 4: the first
+	// least busy is lane 2.
+	if c := lc.sendArrived(); c.n != 2 {
+		t.Errorf("with the limit raised to 100 again, a request on connection %d; want 2", c.n)
+	}
+	conns, refused, streams := s.stats()
+	if conns != 3 || lc.l.count() != 3 || !slices.Equal(streams, []int{4, 2, 1}) || refused != 0 {
+		t.Errorf("%d connections (%d lanes) took %v streams, %d refused; want 3 taking [4 2 1], none refused",
+			conns, lc.l.count(), streams, refused)
+	}
+	s.release()
+	lc.wg.Wait()
+}
+
+// TestLanesWithoutAStreamLimit: a transport that does not tell its
+// server's limit fills its lane at perLane, as with an h2Transport before
+// its first SETTINGS.
+func TestLanesWithoutAStreamLimit(t *testing.T) {
+	opened := 0
+	l := newLanes(func() http.RoundTripper { opened++; return http.DefaultTransport })
+	first := l.pick()
+	if first.limiter != nil || first.limit() != perLane {
+		t.Fatalf("limit %d (limiter %v), want perLane", first.limit(), first.limiter)
+	}
+	first.inFlight.Store(perLane - 1)
+	if l.pick() != first || opened != 1 {
+		t.Fatalf("%d in flight: another lane opened", perLane-1)
+	}
+	first.inFlight.Store(perLane)
+	if l.pick() == first || opened != 2 {
+		t.Fatalf("%d in flight: no other lane opened", perLane)
+	}
+	tr := &h2Transport{}
+	if n, ok := tr.streamLimit(); ok || newLane(tr).limit() != perLane {
+		t.Fatalf("h2Transport without a connection: limit %d, %v; want unknown, perLane", n, ok)
+	}
+}
+
+func TestLessBusy(t *testing.T) {
+	for _, tc := range []struct {
+		n, lim, n2, lim2 int32
+		want             bool
+	}{
+		{0, 100, 1, 100, true},
+		{1, 100, 1, 100, false},
+		{1, 1, 5, 100, false}, // full against not full
+		{5, 100, 1, 1, true},
+		{2, 1, 3, 1, true}, // both full: fewer waiting
+		{0, 0, 5, 1, false},
+		{5, 1, 0, 0, true},
+		{1, 0, 2, 0, true},
+	} {
+		if got := lessBusy(tc.n, tc.lim, tc.n2, tc.lim2); got != tc.want {
+			t.Errorf("lessBusy(%d of %d, %d of %d) = %v, want %v", tc.n, tc.lim, tc.n2, tc.lim2, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkLanesPick measures picking among maxLanes lanes of
+// h2Transports whose connections' limits are known, half full.
+func BenchmarkLanesPick(b *testing.B) {
+	l := newLanes(func() http.RoundTripper {
+		tr := &h2Transport{}
+		c := &h2Conn{}
+		c.peerMaxStreams.Store(100)
+		tr.last.Store(c)
+		return tr
+	})
+	for range maxLanes - 1 {
+		all := *l.all.Load()
+		for _, ln := range all {
+			ln.inFlight.Store(perLane)
+		}
+		l.pick()
+	}
+	for _, ln := range *l.all.Load() {
+		ln.inFlight.Store(perLane / 2)
+	}
+	if l.count() != maxLanes {
+		b.Fatalf("%d lanes, want %d", l.count(), maxLanes)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.pick()
+		}
+	})
 }
