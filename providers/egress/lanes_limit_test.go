@@ -1,11 +1,13 @@
 package egress
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -392,4 +394,82 @@ func BenchmarkLanesPick(b *testing.B) {
 			l.pick()
 		}
 	})
+}
+
+// BenchmarkLanesStreamLimit sends from 32 goroutines at once to a local
+// Go HTTP/2 server allowing limit streams per connection, whose handler
+// takes delay, through lanes that follow the limit and through lanes that
+// do not see it (their transport hidden behind a plain RoundTripper, as
+// before they followed it), in the same run. Reports requests/s, the
+// latency's p50, p99 and max, and the connections used.
+func BenchmarkLanesStreamLimit(b *testing.B) {
+	const senders = 32
+	for _, limit := range []uint32{1, 100} {
+		for _, delay := range []time.Duration{0, time.Millisecond} {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if delay > 0 {
+					time.Sleep(delay)
+				}
+				w.Header().Set("Apns-Id", "0E5C2E3F-7C2B-4E2E-9A44-2B7C1D0F2E11")
+			})
+			srv := newH2Server(b, h, &http.HTTP2Config{MaxConcurrentStreams: int(limit)}, nil)
+			for _, follow := range []bool{false, true} {
+				name := fmt.Sprintf("limit=%d/delay=%v/ignored", limit, delay)
+				if follow {
+					name = fmt.Sprintf("limit=%d/delay=%v/followed", limit, delay)
+				}
+				b.Run(name, func(b *testing.B) {
+					d := newH2Dialer(srv, true)
+					var trs []*h2Transport
+					l := newLanes(func() http.RoundTripper {
+						tr := &h2Transport{dial: d.dial}
+						trs = append(trs, tr) // under l.mu
+						if !follow {
+							return struct{ http.RoundTripper }{tr}
+						}
+						return tr
+					})
+					b.Cleanup(func() {
+						for _, tr := range trs {
+							tr.CloseIdleConnections()
+						}
+					})
+					get := func() error {
+						_, _, err := h2Do(context.Background(), l, http.MethodGet, srv.URL+"/", nil, nil)
+						return err
+					}
+					if err := get(); err != nil { // the first connection and its SETTINGS
+						b.Fatal(err)
+					}
+					lat := make([][]time.Duration, senders)
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					b.ResetTimer()
+					for g := range senders {
+						wg.Go(func() {
+							for next.Add(1) <= int64(b.N) {
+								t0 := time.Now()
+								if err := get(); err != nil {
+									b.Error(err)
+									return
+								}
+								lat[g] = append(lat[g], time.Since(t0))
+							}
+						})
+					}
+					wg.Wait()
+					b.StopTimer()
+					all := slices.Concat(lat...)
+					slices.Sort(all)
+					if len(all) > 0 {
+						b.ReportMetric(all[len(all)/2].Seconds()*1e3, "p50-ms")
+						b.ReportMetric(all[len(all)*99/100].Seconds()*1e3, "p99-ms")
+						b.ReportMetric(all[len(all)-1].Seconds()*1e3, "max-ms")
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+					b.ReportMetric(float64(d.dials.Load()), "conns")
+				})
+			}
+		}
+	}
 }
