@@ -109,6 +109,10 @@ type h2Transport struct {
 	mu    sync.Mutex
 	conns map[string]*h2Conn // by authority: where new requests go
 	dials map[string]*h2Dial // dials under way, by authority
+
+	// last is the connection dialed last, until it is forgotten (closed,
+	// GOAWAY): streamLimit reports its server's MAX_CONCURRENT_STREAMS.
+	last atomic.Pointer[h2Conn]
 }
 
 // h2Dial is a dial under way, shared by the requests waiting for it.
@@ -269,6 +273,9 @@ func (t *h2Transport) dialConn(ctx context.Context, authority string, d *h2Dial)
 		}
 		t.conns[authority] = c
 		d.c = c
+		if c.usable() { // else forget ran already
+			t.last.Store(c)
+		}
 	}
 	t.mu.Unlock()
 	close(d.done)
@@ -280,7 +287,25 @@ func (t *h2Transport) forget(c *h2Conn) {
 	if t.conns[c.authority] == c {
 		delete(t.conns, c.authority)
 	}
+	t.last.CompareAndSwap(c, nil)
 	t.mu.Unlock()
+}
+
+// streamLimit reports the server's SETTINGS_MAX_CONCURRENT_STREAMS on the
+// connection dialed last, as it is now (a SETTINGS frame may change it at
+// any time), and whether it is known: not before that connection's first
+// SETTINGS, nor with no connection up. A server that sets no limit gets
+// h2UnlimitedStreams. Atomic loads only: lanes asks for every request.
+//
+// An h2Transport used for several authorities reports the last one
+// dialed; a lane of HTTP2Transport serves one.
+func (t *h2Transport) streamLimit() (int, bool) {
+	c := t.last.Load()
+	if c == nil {
+		return 0, false
+	}
+	n := c.peerMaxStreams.Load()
+	return int(min(n, h2MaxStreamID)), n >= 0 // an int even on 32 bits
 }
 
 // h2Conn is one HTTP/2 connection. Requests write their frames under wmu;
@@ -320,6 +345,7 @@ type h2Conn struct {
 	nextID            uint32
 	active            uint32 // streams open or about to be, bounded by maxStreams
 	maxStreams        uint32
+	peerMaxStreams    atomic.Int64  // maxStreams once the server's SETTINGS are in, else -1: for streamLimit
 	waiters           []*h2Waiter   // requests waiting for a stream, first come first served
 	changed           chan struct{} // closed (and dropped) when the send windows change
 	sendWindow        int64         // connection send window
@@ -388,6 +414,7 @@ func (t *h2Transport) newConn(authority string, nc net.Conn) (*h2Conn, error) {
 		peerInitialWindow: 65535,
 		peerMaxFrame:      16384,
 	}
+	c.peerMaxStreams.Store(-1)
 	if s, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		cs := s.ConnectionState()
 		c.tls = &cs
@@ -1184,6 +1211,7 @@ func (c *h2Conn) onSettings(f *http2.SettingsFrame) error {
 	if first && !sawMaxStreams {
 		c.maxStreams = h2UnlimitedStreams
 	}
+	c.peerMaxStreams.Store(int64(c.maxStreams))
 	c.grantLocked()
 	c.broadcastLocked()
 	c.mu.Unlock()

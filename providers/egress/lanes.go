@@ -9,17 +9,29 @@ import (
 // Connection spreading of HTTP2Transport.
 const (
 	// perLane is how many requests one HTTP/2 connection carries at once
-	// before another is opened: then its one writer and one reader are the
-	// bottleneck (Apple allows 1000 streams per connection, which a relay
-	// never fills), and a connection lost takes fewer requests with it.
+	// before another is opened, at most: then its one writer and one
+	// reader are the bottleneck (Apple allows 1000 streams per connection,
+	// which a relay never fills), and a connection lost takes fewer
+	// requests with it. A server whose SETTINGS_MAX_CONCURRENT_STREAMS is
+	// lower (1 behind some nghttpx or h2o setups, 100 or 128 at gateways)
+	// fills a connection sooner: see lane.limit.
 	perLane = 100
-	// maxLanes bounds the connections of one app.
+	// maxLanes bounds the connections of one app: with every lane full,
+	// requests wait in the lanes' HTTP/2 clients for a stream.
 	maxLanes = 8
 )
 
 // lanes is a RoundTripper over up to maxLanes HTTP/2 transports, each with
-// its own connection: a request goes to the least busy one, and a new one
-// opens when every lane carries perLane requests.
+// its own connection. A request goes to the least busy lane, the one with
+// the smallest share of its limit in flight; a new lane opens when every
+// lane is full: as many requests in flight as its limit, which is
+// min(perLane, the server's current MAX_CONCURRENT_STREAMS on its
+// connection). Requests beyond a lane's limit would only wait in its
+// client for a stream slot, one after another, while another connection
+// could carry them.
+//
+// Picking a lane costs a few atomic loads per lane, no lock: a lock is
+// taken only to add one.
 type lanes struct {
 	open func() http.RoundTripper // makes the transport of a new lane
 	mu   sync.Mutex               // serializes adding a lane
@@ -28,12 +40,42 @@ type lanes struct {
 
 type lane struct {
 	rt       http.RoundTripper
-	inFlight atomic.Int32 // requests sent and not yet answered
+	limiter  streamLimiter // rt's, if it tells its server's limit
+	inFlight atomic.Int32  // requests sent and not yet answered
+}
+
+// streamLimiter is a lane's transport that knows its server's
+// SETTINGS_MAX_CONCURRENT_STREAMS (h2Transport): ok is false while unknown
+// (no connection up, or its SETTINGS not in yet). streamLimit is called
+// for every request and must not block.
+type streamLimiter interface {
+	streamLimit() (n int, ok bool)
+}
+
+func newLane(rt http.RoundTripper) *lane {
+	ln := &lane{rt: rt}
+	ln.limiter, _ = rt.(streamLimiter)
+	return ln
+}
+
+// limit is how many requests ln carries before it is full: perLane, or
+// the server's limit on its connection if lower. Unknown (before the
+// server's first SETTINGS, with no connection, or a transport that does
+// not tell), it is perLane: the SETTINGS set it right for the requests
+// after. Until they arrive, a burst can put more requests on a new lane
+// than its server takes at once, and those wait there for a stream.
+func (ln *lane) limit() int32 {
+	if ln.limiter != nil {
+		if n, ok := ln.limiter.streamLimit(); ok && n < perLane {
+			return int32(n)
+		}
+	}
+	return perLane
 }
 
 func newLanes(open func() http.RoundTripper) *lanes {
 	l := &lanes{open: open}
-	l.all.Store(&[]*lane{{rt: open()}})
+	l.all.Store(&[]*lane{newLane(open())})
 	return l
 }
 
@@ -44,16 +86,20 @@ func (l *lanes) RoundTrip(r *http.Request) (*http.Response, error) {
 	return ln.rt.RoundTrip(r)
 }
 
-// pick returns the least busy lane, or a new one when all are full.
+// pick returns the least busy lane, or a new one when all are full. With
+// maxLanes lanes full, it is the least busy still: the request waits
+// there for a stream.
 func (l *lanes) pick() *lane {
 	all := *l.all.Load()
 	best := all[0]
+	bestN, bestMax := best.inFlight.Load(), best.limit()
 	for _, ln := range all[1:] {
-		if ln.inFlight.Load() < best.inFlight.Load() {
-			best = ln
+		n, lim := ln.inFlight.Load(), ln.limit()
+		if lessBusy(n, lim, bestN, bestMax) {
+			best, bestN, bestMax = ln, n, lim
 		}
 	}
-	if best.inFlight.Load() < perLane || len(all) >= maxLanes {
+	if bestN < bestMax || len(all) >= maxLanes {
 		return best
 	}
 	l.mu.Lock()
@@ -61,10 +107,24 @@ func (l *lanes) pick() *lane {
 	if now := *l.all.Load(); len(now) != len(all) {
 		return now[len(now)-1] // another request just opened one
 	}
-	ln := &lane{rt: l.open()}
+	ln := newLane(l.open())
 	grown := append(all[:len(all):len(all)], ln)
 	l.all.Store(&grown)
 	return ln
+}
+
+// lessBusy reports whether a lane with n requests in flight of its limit
+// lim is less busy than one with n2 of lim2: a smaller share of its limit
+// used (with equal limits, fewer requests). A lane whose server takes no
+// stream for now (a limit of 0) is busier than any other.
+func lessBusy(n, lim, n2, lim2 int32) bool {
+	switch {
+	case lim == 0:
+		return lim2 == 0 && n < n2
+	case lim2 == 0:
+		return true
+	}
+	return int64(n)*int64(lim2) < int64(n2)*int64(lim)
 }
 
 // count is how many lanes are open.
