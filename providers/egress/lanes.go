@@ -59,18 +59,16 @@ func newLane(rt http.RoundTripper) *lane {
 }
 
 // limit is how many requests ln carries before it is full: perLane, or
-// the server's limit on its connection if lower. Unknown (before the
-// server's first SETTINGS, with no connection, or a transport that does
-// not tell), it is perLane: the SETTINGS set it right for the requests
-// after. Until they arrive, a burst can put more requests on a new lane
-// than its server takes at once, and those wait there for a stream.
-func (ln *lane) limit() int32 {
+// the server's limit on its connection if lower; known is false before
+// the server's first SETTINGS, with no connection, or with a transport
+// that does not tell (see pick).
+func (ln *lane) limit() (n int32, known bool) {
 	if ln.limiter != nil {
-		if n, ok := ln.limiter.streamLimit(); ok && n < perLane {
-			return int32(n)
+		if n, ok := ln.limiter.streamLimit(); ok {
+			return int32(min(n, perLane)), true
 		}
 	}
-	return perLane
+	return perLane, false
 }
 
 func newLanes(open func() http.RoundTripper) *lanes {
@@ -89,12 +87,32 @@ func (l *lanes) RoundTrip(r *http.Request) (*http.Response, error) {
 // pick returns the least busy lane, or a new one when all are full. With
 // maxLanes lanes full, it is the least busy still: the request waits
 // there for a stream.
+//
+// A lane whose limit is not known yet (a connection opened under load,
+// its server's SETTINGS not in) is taken to have the lowest limit another
+// lane knows, since it is the same server; perLane when none knows one.
+// Otherwise a burst would pile onto the new lane and wait there, one
+// stream at a time, while other connections could carry it.
 func (l *lanes) pick() *lane {
 	all := *l.all.Load()
-	best := all[0]
-	bestN, bestMax := best.inFlight.Load(), best.limit()
-	for _, ln := range all[1:] {
-		n, lim := ln.inFlight.Load(), ln.limit()
+	var lims [maxLanes]int32
+	var known [maxLanes]bool
+	unknown := int32(perLane)
+	for i, ln := range all {
+		lims[i], known[i] = ln.limit()
+		if known[i] {
+			unknown = min(unknown, lims[i])
+		}
+	}
+	best, bestN, bestMax := all[0], all[0].inFlight.Load(), lims[0]
+	if !known[0] {
+		bestMax = unknown
+	}
+	for i, ln := range all[1:] {
+		n, lim := ln.inFlight.Load(), lims[i+1]
+		if !known[i+1] {
+			lim = unknown
+		}
 		if lessBusy(n, lim, bestN, bestMax) {
 			best, bestN, bestMax = ln, n, lim
 		}

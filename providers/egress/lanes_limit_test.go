@@ -328,8 +328,8 @@ func TestLanesWithoutAStreamLimit(t *testing.T) {
 	opened := 0
 	l := newLanes(func() http.RoundTripper { opened++; return http.DefaultTransport })
 	first := l.pick()
-	if first.limiter != nil || first.limit() != perLane {
-		t.Fatalf("limit %d (limiter %v), want perLane", first.limit(), first.limiter)
+	if n, known := first.limit(); first.limiter != nil || n != perLane || known {
+		t.Fatalf("limit %d, %v (limiter %v), want perLane, unknown", n, known, first.limiter)
 	}
 	first.inFlight.Store(perLane - 1)
 	if l.pick() != first || opened != 1 {
@@ -340,10 +340,56 @@ func TestLanesWithoutAStreamLimit(t *testing.T) {
 		t.Fatalf("%d in flight: no other lane opened", perLane)
 	}
 	tr := &h2Transport{}
-	if n, ok := tr.streamLimit(); ok || newLane(tr).limit() != perLane {
-		t.Fatalf("h2Transport without a connection: limit %d, %v; want unknown, perLane", n, ok)
+	if n, ok := tr.streamLimit(); ok {
+		t.Fatalf("h2Transport without a connection: limit %d, %v; want unknown", n, ok)
+	}
+	if n, known := newLane(tr).limit(); n != perLane || known {
+		t.Fatalf("its lane: limit %d, %v; want perLane, unknown", n, known)
 	}
 }
+
+// TestLanesNewLaneTakesTheKnownLimit: a lane whose server's limit is not
+// known yet (its connection opened under load, SETTINGS not in) counts as
+// having the lowest limit another lane knows, so that a burst behind a
+// server allowing one stream per connection spreads one per lane instead
+// of piling onto the new lane, which would take them one at a time.
+func TestLanesNewLaneTakesTheKnownLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		first     fakeLimit // the lane that knows
+		wantLanes int       // after maxLanes requests, each picked while the others are in flight
+	}{
+		{"limit 1 known", fakeLimit{n: 1, ok: true}, maxLanes},
+		{"limit 200 known: perLane", fakeLimit{n: 200, ok: true}, 1},
+		{"none known: perLane", fakeLimit{}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opened := 0
+			l := newLanes(func() http.RoundTripper {
+				opened++
+				if opened == 1 {
+					return tc.first
+				}
+				return fakeLimit{} // not known yet
+			})
+			for range maxLanes {
+				l.pick().inFlight.Add(1)
+			}
+			if got := l.count(); got != tc.wantLanes {
+				t.Errorf("%d requests: %d lanes, want %d", maxLanes, got, tc.wantLanes)
+			}
+		})
+	}
+}
+
+// fakeLimit is a lane's transport that tells a fixed stream limit.
+type fakeLimit struct {
+	http.RoundTripper
+	n  int
+	ok bool
+}
+
+func (f fakeLimit) streamLimit() (int, bool) { return f.n, f.ok }
 
 func TestLessBusy(t *testing.T) {
 	for _, tc := range []struct {
