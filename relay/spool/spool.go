@@ -122,8 +122,11 @@ type tuning struct {
 	dedupWindow time.Duration // the stream's duplicate window (bounded by max_age)
 }
 
+// defaultTuning: an entry a relay had fetched when it died comes back
+// ackWait later; a live relay's attempts, however slow, tell JetStream
+// every third of it that they are still at work (deliver, hold).
 var defaultTuning = tuning{
-	ackWait:     30 * time.Second,
+	ackWait:     10 * time.Second,
 	fetchWait:   5 * time.Second,
 	maxInFlight: 64,
 	closeGrace:  time.Second,

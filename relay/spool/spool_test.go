@@ -608,3 +608,28 @@ func TestPutRejects(t *testing.T) {
 		t.Error("Put without an app: no error")
 	}
 }
+
+// TestSlowAttemptNotHandedOutTwice: an attempt slower than several ack
+// waits is not handed out again meanwhile (deliver tells JetStream it is
+// still at work every third of the ack wait), so a short ack wait, which
+// brings back quickly what a dead relay held, does not make a live one
+// deliver twice.
+func TestSlowAttemptNotHandedOutTwice(t *testing.T) {
+	s := openT(t, testConfig(t), fastBackoff) // ack wait 1 s
+	slow := 3500 * time.Millisecond
+	r := newRecorder(func(ctx context.Context, e Entry, attempt int) Verdict {
+		select {
+		case <-time.After(slow):
+		case <-ctx.Done():
+		}
+		return Verdict{Done: true}
+	})
+	put(t, s, entry("app", "ack-slow", "slow"), 0)
+	if err := s.Consume([]string{"app"}, r.deliver, r.onExpired); err != nil {
+		t.Fatal(err)
+	}
+	waitEmpty(t, s, 10*time.Second)
+	if calls := r.byKey()["app/slow"]; len(calls) != 1 {
+		t.Errorf("%d attempts of an entry whose one attempt took %s (3.5 ack waits), want 1", len(calls), slow)
+	}
+}
