@@ -226,6 +226,23 @@ func all(ss []string, want string) bool {
 	return len(ss) > 0
 }
 
+// startWrongPassword starts a proxy of kind (http or socks5) requiring
+// the user relay with proxyPassword, and a relay whose egress.proxy gives
+// it wrongPassword; the look-alikes' CA is trusted, so that only the proxy
+// login is wrong.
+func startWrongPassword(t *testing.T, kind string) (*egressRig, *egresstest.Proxy) {
+	t.Helper()
+	opts := egresstest.Options{User: "relay", Password: proxyPassword}
+	proxy := egresstest.NewHTTP(t, opts)
+	if kind == "socks5" {
+		proxy = egresstest.NewSOCKS5(t, opts)
+	}
+	r := startEgress(t, func(c sandbox.Credentials) string {
+		return fmt.Sprintf("proxy: %q, ca_file: %q", proxy.URLWith(url.UserPassword("relay", wrongPassword)), c.CAFile)
+	}, "")
+	return r, proxy
+}
+
 // TestProxyRefusingTheCredentials: with a wrong egress.proxy password, an
 // HTTP proxy answers 407 and a SOCKS5 proxy refuses the authentication.
 // Every push answers FAIL naming the proxy and egress.proxy, nothing is
@@ -238,15 +255,7 @@ func TestProxyRefusingTheCredentials(t *testing.T) {
 	relay.SetEgressProbeEvery(t, 10*time.Millisecond)
 	for _, kind := range []string{"http", "socks5"} {
 		t.Run(kind, func(t *testing.T) {
-			opts := egresstest.Options{User: "relay", Password: proxyPassword}
-			proxy := egresstest.NewHTTP(t, opts)
-			if kind == "socks5" {
-				proxy = egresstest.NewSOCKS5(t, opts)
-			}
-			// The look-alikes' CA, so that only the proxy is wrong.
-			r := startEgress(t, func(c sandbox.Credentials) string {
-				return fmt.Sprintf("proxy: %q, ca_file: %q", proxy.URLWith(url.UserPassword("relay", wrongPassword)), c.CAFile)
-			}, "")
+			r, proxy := startWrongPassword(t, kind)
 
 			const n = 6
 			for _, app := range []string{"apple_rn", "android_rn"} {
@@ -334,14 +343,7 @@ func TestMisconfiguredEgressNotRetriedPerPush(t *testing.T) {
 	relay.SetEgressProbeEvery(t, time.Hour) // no probe within the test
 	for _, kind := range []string{"http", "socks5"} {
 		t.Run(kind, func(t *testing.T) {
-			opts := egresstest.Options{User: "relay", Password: proxyPassword}
-			proxy := egresstest.NewHTTP(t, opts)
-			if kind == "socks5" {
-				proxy = egresstest.NewSOCKS5(t, opts)
-			}
-			r := startEgress(t, func(c sandbox.Credentials) string {
-				return fmt.Sprintf("proxy: %q, ca_file: %q", proxy.URLWith(url.UserPassword("relay", wrongPassword)), c.CAFile)
-			}, "")
+			r, proxy := startWrongPassword(t, kind)
 			const n = 40
 			for _, app := range []string{"apple_rn", "android_rn"} {
 				statuses, errs := r.pushMany(t, app, "held-"+app, n)

@@ -48,11 +48,7 @@ func TestBenchRigAccountsForEveryNotification(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a relay process")
 	}
-	rig, err := loadgen.StartRig(relayBinary(t), false, "delivery: {backoff: {initial: 100ms, max: 500ms}}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rig.Close()
+	rig := startFastRig(t)
 	if err := rig.SetUpstream(time.Millisecond, 0.1); err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +122,7 @@ func TestBenchOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a relay process")
 	}
-	rig, err := loadgen.StartRig(relayBinary(t), false, "delivery: {backoff: {initial: 100ms, max: 500ms}}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rig.Close()
+	rig := startFastRig(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	opt := loadgen.OutageOptions{
@@ -184,11 +176,7 @@ func TestBenchOutageRestart(t *testing.T) {
 		name string
 	}{{syscall.SIGKILL, "SIGKILL"}, {syscall.SIGTERM, "SIGTERM"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			rig, err := loadgen.StartRig(relayBinary(t), false, "delivery: {backoff: {initial: 100ms, max: 500ms}}")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rig.Close()
+			rig := startFastRig(t)
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
 			firstPID := rig.PID
@@ -228,4 +216,16 @@ func TestBenchOutageRestart(t *testing.T) {
 			t.Logf("report:\n%s", out.String())
 		})
 	}
+}
+
+// startFastRig starts a rig whose relay redelivers after 100 ms to 500 ms,
+// closed when the test ends.
+func startFastRig(t *testing.T) *loadgen.Rig {
+	t.Helper()
+	rig, err := loadgen.StartRig(relayBinary(t), false, "delivery: {backoff: {initial: 100ms, max: 500ms}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rig.Close)
+	return rig
 }
