@@ -135,12 +135,7 @@ func (p *Proxy) Close() {
 		return
 	}
 	p.done = true
-	p.ln.Close()
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
+	p.shutLocked()
 }
 
 // Stop stops the proxy as a restart does: the listener closes (new
@@ -153,6 +148,12 @@ func (p *Proxy) Stop() {
 		return
 	}
 	p.stopped = true
+	p.shutLocked()
+}
+
+// shutLocked closes the listener and every tunnel, unlocks p.mu and waits
+// for the proxy's goroutines to end.
+func (p *Proxy) shutLocked() {
 	p.ln.Close()
 	for c := range p.conns {
 		c.Close()
